@@ -1,0 +1,177 @@
+"""``vmtest``: run a testScript on the portable runtime, build images, probe the accelerator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from vmtest.accel import select_accelerator
+from vmtest.errors import ImageBuildError, MachineError, RecipeError, RequestedAssertionFailed
+from vmtest.image.builder import build_image
+from vmtest.image.recipe import load_recipe
+from vmtest.runtime.driver import Driver, script_traceback
+from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.runtime.qemu import MachineConfig
+from vmtest.runtime.spec import parse_machine_specs
+from vmtest.timeouts import format_seconds
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind so that every machine is released."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _error(message: str) -> None:
+    print(f"vmtest: {message}", file=sys.stderr)
+
+
+def prepare_machines(values: list[str]) -> list[MachineConfig]:
+    """Build (or fetch from the cache) every machine's image and pick its accelerator."""
+    specs = parse_machine_specs(values)
+    configs = []
+    for number, spec in enumerate(sorted(specs, key=lambda s: s.name), 1):
+        image = build_image(spec.recipe)
+        accelerator = select_accelerator(spec.recipe.machine_arch)
+        configs.append(MachineConfig(
+            name=spec.name, image=image, accelerator=accelerator, number=number,
+            vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores,
+        ))
+    return configs
+
+
+def run(args: argparse.Namespace) -> int:
+    script_path = Path(args.script)
+    try:
+        source = script_path.read_text()
+    except OSError as error:
+        _error(f"cannot read testScript {script_path}: {error.strerror}")
+        return EXIT_BAD_INPUT
+    try:
+        compile(source, str(script_path), "exec")
+    except SyntaxError as error:
+        _error(f"testScript {script_path} is malformed: line {error.lineno}: {error.msg}\n  {(error.text or '').rstrip()}")
+        return EXIT_BAD_INPUT
+    try:
+        configs = prepare_machines(args.machines)
+    except (RecipeError, ImageBuildError, ValueError) as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    out_dir = Path(args.out).resolve()
+    junit = JunitLogger(Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "junit.xml",
+                        suite_name=f"vmtest {script_path.stem}")
+    for config in configs:
+        junit.properties[f"{config.name}.arch"] = config.arch
+        junit.properties[f"{config.name}.accelerator"] = config.accelerator.name
+    logger = CompositeLogger([TerminalLogger(), junit])
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.monotonic()
+    driver: Driver | None = None
+    code = EXIT_FAILED
+    try:
+        driver = Driver(configs, source, out_dir, logger, script_path=script_path,
+                        global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state)
+        with driver:
+            try:
+                if args.interactive:
+                    from vmtest.runtime.interactive import interact
+                    interact(driver)
+                else:
+                    driver.run_tests()
+                driver.outcome = "passed"
+                code = 0
+            except KeyboardInterrupt:
+                if driver.timed_out:
+                    driver.outcome = "timed out"
+                    logger.log_test_error(f"global timeout of {format_seconds(args.global_timeout)} reached")
+                    code = EXIT_FAILED
+                else:
+                    driver.outcome = "interrupted"
+                    logger.log_test_error("interrupted (SIGINT)")
+                    code = EXIT_INTERRUPTED
+            except Terminated:
+                driver.outcome = "terminated"
+                logger.log_test_error("terminated (SIGTERM)")
+                code = 128 + signal.SIGTERM
+            except (RequestedAssertionFailed, MachineError) as error:
+                driver.outcome = "timed out" if driver.timed_out else "failed"
+                frames = script_traceback(error, script_path)
+                logger.log_test_error(f"{type(error).__name__}: {error}" + (f"\n{frames}" if frames else ""))
+            except Exception as error:
+                driver.outcome = "crashed"
+                logger.log_test_error("testScript crashed:\n" + "".join(traceback.format_exception(error)))
+    except MachineError as error:
+        _error(str(error))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(
+        f"vmtest: {driver.outcome if driver else 'failed'} in {format_seconds(time.monotonic() - started)}; "
+        f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})",
+        file=sys.stderr,
+    )
+    return code
+
+
+def build(args: argparse.Namespace) -> int:
+    for path in args.recipes:
+        try:
+            started = time.monotonic()
+            image = build_image(load_recipe(path))
+        except (RecipeError, ImageBuildError) as error:
+            _error(str(error))
+            return EXIT_BAD_INPUT
+        print(json.dumps({"recipe": path, "image": str(image.directory),
+                          "seconds": round(time.monotonic() - started, 2)}))
+    return 0
+
+
+def accel(args: argparse.Namespace) -> int:
+    for arch in args.arch:
+        choice = select_accelerator(arch)
+        print(f"{arch}: {choice.name} ({choice.reason})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a testScript on Debian QEMU VMs")
+    run_parser.add_argument("script", help="the testScript (the same file the Nix check runs)")
+    run_parser.add_argument("--machines", action="append", required=True, metavar="SPEC",
+                            help="name=recipe.toml[,…], a recipe, or a TOML file with [machines.<name>]")
+    run_parser.add_argument("--out", "-o", default="out", help="output directory (default: ./out)")
+    run_parser.add_argument("--interactive", "-I", action="store_true", help="open a ptpython shell")
+    run_parser.add_argument("--junit-xml", help="JUnit report path (default: OUT/junit.xml)")
+    run_parser.add_argument("--global-timeout", type=float, default=3600, metavar="S")
+    run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
+                            dest="keep_machine_state")
+    run_parser.set_defaults(handler=run)
+    build_parser = commands.add_parser("build", help="build (or find cached) images for recipes")
+    build_parser.add_argument("recipes", nargs="+")
+    build_parser.set_defaults(handler=build)
+    accel_parser = commands.add_parser("accel", help="show the accelerator guests would get")
+    accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"])
+    accel_parser.set_defaults(handler=accel)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Debian machine images from recipes (the portable runtime\x27s twin of NixOS modules)."""

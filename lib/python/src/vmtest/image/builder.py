@@ -1,0 +1,244 @@
+"""Build (or find in the cache) a bootable image from a recipe.
+
+An image is a directory ``<cache>/images/<name>-<arch>-<hash>/`` holding
+``vmlinuz``, ``initrd``, ``disk.img`` (raw ext4) and ``image.json``. The hash
+covers the recipe, the contents of its files and this builder's version, so an
+edit anywhere rebuilds and nothing else does. Directories appear atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from vmtest.errors import ImageBuildError
+from vmtest.image.initramfs import build_initramfs
+from vmtest.image.recipe import Recipe
+
+BUILDER_VERSION = "4"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
+KERNEL_PACKAGE = {"amd64": "linux-image-amd64", "arm64": "linux-image-arm64"}
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+# Documentation and translations are never read in a test VM.
+PATH_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built image: what QEMU boots."""
+
+    directory: Path
+    recipe: Recipe
+    kernel_version: str
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd"
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.img"
+
+
+def cache_dir() -> Path:
+    """The image cache: ``$VMTEST_CACHE`` or ``~/.cache/vmtest`` (outside any repository)."""
+    configured = os.environ.get("VMTEST_CACHE")
+    base = Path(configured) if configured else Path.home() / ".cache" / "vmtest"
+    return base.expanduser()
+
+
+def debian_mirror() -> str:
+    """The Debian mirror: ``$VMTEST_DEBIAN_MIRROR``, else the one the host's apt uses."""
+    configured = os.environ.get("VMTEST_DEBIAN_MIRROR")
+    if configured:
+        return configured
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for source in candidates:
+        if not source.is_file():
+            continue
+        for match in re.finditer(r"(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s", source.read_text() + "\n"):
+            return match.group(1)
+    raise ImageBuildError(
+        "no Debian mirror found in the host's apt sources; set VMTEST_DEBIAN_MIRROR to one"
+    )
+
+
+def _guest_bytes() -> bytes:
+    guest = resources.files("vmtest.image").joinpath("guest")
+    configure = resources.files("vmtest.image").joinpath("configure.py")
+    initramfs = resources.files("vmtest.image").joinpath("initramfs.py")
+    parts = sorted((entry.name, entry.read_bytes()) for entry in guest.iterdir() if entry.is_file())
+    return b"".join(name.encode() + data for name, data in parts) + configure.read_bytes() + initramfs.read_bytes()
+
+
+def image_key(recipe: Recipe) -> str:
+    """The cache key of ``recipe``'s image."""
+    return recipe.content_hash(BUILDER_VERSION, _guest_bytes())
+
+
+def image_directory(recipe: Recipe, cache: Path | None = None) -> Path:
+    """Where ``recipe``'s image lives (or will) in the cache."""
+    return (cache or cache_dir()) / "images" / f"{recipe.name}-{recipe.arch}-{image_key(recipe)}"
+
+
+def _load(directory: Path, recipe: Recipe) -> Image | None:
+    manifest = directory / "image.json"
+    if not manifest.is_file():
+        return None
+    data = json.loads(manifest.read_text())
+    return Image(directory, recipe, data["kernel_version"])
+
+
+def ensure_foreign_arch(arch: str) -> None:
+    """Make sure binfmt_misc runs ``arch`` binaries through qemu-user-static."""
+    if arch == HOST_ARCH:
+        return
+    qemu_name = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}[arch]
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=False)
+    if not (binfmt / qemu_name).exists() or "enabled" not in (binfmt / qemu_name).read_text():
+        subprocess.run(["update-binfmts", "--enable", qemu_name], capture_output=True, check=False)
+    if not (binfmt / qemu_name).exists():
+        raise ImageBuildError(
+            f"cannot build {arch} images: binfmt_misc has no {qemu_name} entry "
+            "(install qemu-user-static and binfmt-support, and mount binfmt_misc)"
+        )
+
+
+def _explain_mmdebstrap_failure(recipe: Recipe, output: str) -> str:
+    unknown = re.findall(r"Unable to locate package (\S+)", output)
+    unknown += re.findall(r"Package '?(\S+?)'? has no installation candidate", output)
+    if unknown:
+        return (
+            f"recipe {recipe.path}: packages: {', '.join(sorted(set(unknown)))}: "
+            f"no such package in Debian {recipe.suite}/{recipe.arch}"
+        )
+    errors = [line for line in output.splitlines() if line.startswith(("E:", "dpkg:", "mmdebstrap: error"))]
+    tail = "\n".join(errors[-15:] or output.splitlines()[-30:])
+    return f"recipe {recipe.path}: mmdebstrap failed for {recipe.suite}/{recipe.arch}:\n{tail}"
+
+
+def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
+    packages = [*BASE_PACKAGES, KERNEL_PACKAGE[recipe.arch], *recipe.packages]
+    src = Path(__file__).resolve().parents[2]
+    configure = f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m vmtest.image.configure"
+    # update-initramfs would run twice under emulation for nothing: vmtest assembles its own.
+    divert = (
+        'dpkg-divert --root "$1" --quiet --local --rename --add /usr/sbin/update-initramfs'
+        ' && printf "#!/bin/sh\\nexit 0\\n" > "$1/usr/sbin/update-initramfs"'
+        ' && chmod 755 "$1/usr/sbin/update-initramfs"'
+    )
+    argv = [
+        "mmdebstrap", "--mode=root", "--variant=apt", f"--arch={recipe.arch}", "--format=directory",
+        f"--include={','.join(packages)}",
+        *(f"--dpkgopt=path-exclude={pattern}" for pattern in PATH_EXCLUDES),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        f"--essential-hook={divert}",
+        f'--customize-hook={configure} "$1" {shlex.quote(str(recipe.path))}',
+        recipe.suite, str(rootfs), debian_mirror(),
+    ]
+    with log_file.open("w") as log:
+        log.write("$ " + shlex.join(argv) + "\n")
+        log.flush()
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        output = log_file.read_text(errors="replace")
+        configure_errors = [line for line in output.splitlines() if line.startswith("vmtest: ")]
+        if configure_errors:
+            raise ImageBuildError(configure_errors[-1].removeprefix("vmtest: ") + f" (build log: {log_file})")
+        raise ImageBuildError(_explain_mmdebstrap_failure(recipe, output) + f"\n(build log: {log_file})")
+
+
+def _disk_usage_mb(root: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total // (1024 * 1024)
+
+
+def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = None) -> Image:
+    """Return ``recipe``'s image, building it first unless the cache has it.
+
+    Raises ImageBuildError naming the recipe and the failing item (unknown
+    package, failing setup command, missing tool).
+    """
+    say = log or (lambda message: print(message, file=sys.stderr))
+    directory = image_directory(recipe, cache)
+    image = _load(directory, recipe)
+    if image is not None:
+        return image
+    for tool in ("mmdebstrap", "mke2fs", "dpkg-divert"):
+        if shutil.which(tool) is None:
+            raise ImageBuildError(f"building {recipe.path} needs `{tool}` (apt-get install mmdebstrap e2fsprogs)")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with (directory.parent / f".{directory.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        image = _load(directory, recipe)
+        if image is not None:
+            return image
+        ensure_foreign_arch(recipe.arch)
+        started = time.monotonic()
+        work = directory.parent / f".build-{directory.name}-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        try:
+            say(f"vmtest: building image {recipe.name} ({recipe.suite}/{recipe.arch}) from {recipe.path}")
+            rootfs = work / "rootfs"
+            build_log = directory.parent.parent / "logs" / f"{directory.name}.log"
+            build_log.parent.mkdir(parents=True, exist_ok=True)
+            _bootstrap(recipe, rootfs, build_log)
+            kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+            if not kernels:
+                raise ImageBuildError(f"recipe {recipe.path}: no kernel in /boot after bootstrap")
+            kernel_version = kernels[-1].name.removeprefix("vmlinuz-")
+            shutil.copy2(kernels[-1], work / "vmlinuz")
+            modules = build_initramfs(rootfs, kernel_version, work / "initrd")
+            size_mb = int(_disk_usage_mb(rootfs) * 1.15) + recipe.vm.disk_free_mb + 64
+            mkfs = subprocess.run(
+                ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-m", "0", "-E", "root_owner=0:0",
+                 "-d", str(rootfs), str(work / "disk.img"), f"{size_mb}M"],
+                capture_output=True, text=True, check=False,
+            )
+            if mkfs.returncode != 0:
+                raise ImageBuildError(f"recipe {recipe.path}: mke2fs failed: {mkfs.stderr.strip()}")
+            shutil.rmtree(rootfs)
+            seconds = time.monotonic() - started
+            (work / "image.json").write_text(json.dumps({
+                "recipe": str(recipe.path), "name": recipe.name, "suite": recipe.suite,
+                "arch": recipe.arch, "kernel_version": kernel_version, "disk_mb": size_mb,
+                "initramfs_modules": modules, "build_seconds": round(seconds, 1),
+                "builder_version": BUILDER_VERSION,
+            }, indent=2))
+            work.rename(directory)
+        except BaseException:
+            shutil.rmtree(work / "rootfs", ignore_errors=True)
+            failed = directory.parent / f"failed-{directory.name}"
+            shutil.rmtree(failed, ignore_errors=True)
+            if work.exists():
+                work.rename(failed)
+            raise
+        say(f"vmtest: built {recipe.name} in {seconds:.0f} s -> {directory}")
+        return Image(directory, recipe, kernel_version)

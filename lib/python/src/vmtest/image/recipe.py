@@ -1,0 +1,256 @@
+"""Machine recipes: a Debian machine declared in TOML, the twin of a NixOS module.
+
+A recipe names a suite, an architecture, packages, files, users and groups,
+systemd units to enable or mask, and VM settings. Loading validates everything
+that can be checked on the host, so a bad recipe fails before any build with a
+message that names the recipe and the item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmtest.errors import RecipeError
+
+SUITES = ("bookworm", "trixie")
+ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
+_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
+_UNIT = re.compile(r"^[A-Za-z0-9@_.:\\-]+\.(service|socket|timer|target|mount|path)$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")
+_KNOWN_KEYS = {
+    "name", "suite", "arch", "packages", "files", "users", "groups",
+    "enable", "mask", "setup", "vm", "include",
+}
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file placed in the image: inline ``text`` or a ``source`` path (resolved)."""
+
+    path: str
+    text: str | None = None
+    source: str | None = None
+    mode: str = "0644"
+    owner: str = "root:root"
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """A login user created in the image."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    shell: str = "/bin/bash"
+    uid: int | None = None
+    authorized_keys: tuple[str, ...] = ()
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """QEMU settings for a machine booted from this recipe."""
+
+    memory_mb: int = 1024
+    cores: int = 2
+    disk_free_mb: int = 1024
+    graphics: bool = False
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated machine recipe."""
+
+    name: str
+    path: Path
+    suite: str
+    arch: str
+    packages: tuple[str, ...] = ()
+    files: tuple[FileSpec, ...] = ()
+    users: tuple[UserSpec, ...] = ()
+    groups: tuple[str, ...] = ()
+    enable: tuple[str, ...] = ()
+    mask: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    vm: VmSpec = field(default_factory=VmSpec)
+
+    @property
+    def machine_arch(self) -> str:
+        """The kernel's name for the architecture (``uname -m``): x86_64 or aarch64."""
+        return ARCHITECTURES[self.arch]
+
+    def content_hash(self, builder_version: str, extra: bytes = b"") -> str:
+        """A hash of everything that determines the image: recipe, file contents, builder."""
+        digest = hashlib.sha256()
+        body = asdict(self)
+        body.pop("path")
+        body.pop("vm")  # VM settings do not change the image
+        digest.update(json.dumps(body, sort_keys=True, default=str).encode())
+        for spec in self.files:
+            if spec.source is not None:
+                digest.update(Path(spec.source).read_bytes())
+        digest.update(builder_version.encode())
+        digest.update(extra)
+        return digest.hexdigest()[:16]
+
+
+def _fail(path: Path, item: str, problem: str) -> RecipeError:
+    return RecipeError(f"recipe {path}: {item}: {problem}")
+
+
+def _str_list(path: Path, data: dict[str, Any], key: str) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, key, f"expected a list of strings, got {value!r}")
+    return list(value)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise RecipeError(f"recipe {path}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"recipe {path}: not valid TOML: {error}") from None
+
+
+def _merged(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load ``path`` with its ``include``s merged underneath (lists concatenate)."""
+    if path in seen:
+        raise _fail(path, "include", "includes itself through " + " -> ".join(map(str, seen)))
+    data = _load_toml(path)
+    merged: dict[str, Any] = {}
+    for included in _str_list(path, data, "include"):
+        base = _merged((path.parent / included).resolve(), (*seen, path))
+        for key, value in base.items():
+            merged[key] = value
+    for key, value in data.items():
+        if key == "include":
+            continue
+        if key == "files":
+            value = {
+                name: {**spec, "_base": str(path.parent)} if isinstance(spec, dict) else spec
+                for name, spec in value.items()
+            } if isinstance(value, dict) else value
+        if isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = [*merged[key], *value]
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _file_specs(path: Path, raw: object) -> tuple[FileSpec, ...]:
+    if not isinstance(raw, dict):
+        raise _fail(path, "files", "expected a table of paths")
+    specs = []
+    for target, spec in sorted(raw.items()):
+        item = f"files.{target!r}"
+        if not target.startswith("/"):
+            raise _fail(path, item, "the target path must be absolute")
+        if not isinstance(spec, dict):
+            raise _fail(path, item, "expected a table with 'text' or 'source'")
+        base = Path(spec.get("_base", path.parent))
+        unknown = set(spec) - {"text", "source", "mode", "owner", "_base"}
+        if unknown:
+            raise _fail(path, item, f"unknown keys {sorted(unknown)}")
+        text, source = spec.get("text"), spec.get("source")
+        if (text is None) == (source is None):
+            raise _fail(path, item, "give exactly one of 'text' and 'source'")
+        if source is not None:
+            resolved = (base / source).resolve()
+            if not resolved.is_file():
+                raise _fail(path, item, f"source file {resolved} does not exist")
+            source = str(resolved)
+        mode = str(spec.get("mode", "0644"))
+        if not re.fullmatch(r"0?[0-7]{3,4}", mode):
+            raise _fail(path, item, f"mode {mode!r} is not an octal permission")
+        specs.append(FileSpec(target, text, source, mode, str(spec.get("owner", "root:root"))))
+    return tuple(specs)
+
+
+def _user_specs(path: Path, raw: object) -> tuple[UserSpec, ...]:
+    if not isinstance(raw, list):
+        raise _fail(path, "users", "expected an array of tables ([[users]])")
+    users = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not _NAME.match(str(entry.get("name", ""))):
+            raise _fail(path, "users", f"a user needs a valid 'name': {entry!r}")
+        item = f"users.{entry['name']}"
+        keys = []
+        for key in entry.get("authorized_keys", []):
+            if not re.match(r"^(ssh-|ecdsa-|sk-)", key):
+                raise _fail(path, item, f"authorized key {key[:30]!r}… is not an OpenSSH public key")
+            keys.append(key)
+        users.append(
+            UserSpec(
+                name=entry["name"],
+                groups=tuple(entry.get("groups", [])),
+                shell=entry.get("shell", "/bin/bash"),
+                uid=entry.get("uid"),
+                authorized_keys=tuple(keys),
+                password_hash=entry.get("password_hash"),
+            )
+        )
+    return tuple(users)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe file; raises RecipeError naming the recipe and the item."""
+    path = Path(path).resolve()
+    data = _merged(path)
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise _fail(path, "top level", f"unknown keys {sorted(unknown)} (known: {sorted(_KNOWN_KEYS)})")
+    suite = data.get("suite", "trixie")
+    if suite not in SUITES:
+        raise _fail(path, "suite", f"{suite!r} is not one of {SUITES}")
+    arch = data.get("arch", "amd64")
+    if arch not in ARCHITECTURES:
+        raise _fail(path, "arch", f"{arch!r} is not one of {sorted(ARCHITECTURES)}")
+    packages = _str_list(path, data, "packages")
+    for package in packages:
+        if not _PACKAGE.match(package):
+            raise _fail(path, f"packages: {package!r}", "not a valid Debian package name")
+    groups = _str_list(path, data, "groups")
+    for group in groups:
+        if not _NAME.match(group):
+            raise _fail(path, f"groups: {group!r}", "not a valid group name")
+    units = {key: _str_list(path, data, key) for key in ("enable", "mask")}
+    for key, names in units.items():
+        for unit in names:
+            if not _UNIT.match(unit):
+                raise _fail(path, f"{key}: {unit!r}", "not a systemd unit name (e.g. nginx.service)")
+    vm_raw = data.get("vm", {})
+    if not isinstance(vm_raw, dict):
+        raise _fail(path, "vm", "expected a table")
+    try:
+        vm = VmSpec(**vm_raw)
+    except TypeError as error:
+        raise _fail(path, "vm", str(error)) from None
+    users = _user_specs(path, data.get("users", []))
+    for user in users:
+        for group in user.groups:
+            if not _NAME.match(group):
+                raise _fail(path, f"users.{user.name}.groups", f"{group!r} is not a group name")
+    return Recipe(
+        name=str(data.get("name", path.stem)),
+        path=path,
+        suite=suite,
+        arch=arch,
+        packages=tuple(dict.fromkeys(packages)),
+        files=_file_specs(path, data.get("files", {})),
+        users=users,
+        groups=tuple(groups),
+        enable=tuple(units["enable"]),
+        mask=tuple(units["mask"]),
+        setup=tuple(_str_list(path, data, "setup")),
+        vm=vm,
+    )

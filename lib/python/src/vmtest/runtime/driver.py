@@ -1,0 +1,313 @@
+"""The Driver: runs a testScript with the upstream namespace over QemuMachines.
+
+Whatever ends the run (success, a failed assertion, an exception, SIGINT,
+SIGTERM, the global timeout), ``Driver.__exit__`` kills every QEMU and
+vde_switch it started and writes the JUnit report and ``vmtest-run.json``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import unittest
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from vmtest.errors import MachineError, RequestedAssertionFailed
+from vmtest.runtime.logger import CompositeLogger
+from vmtest.runtime.machine import QemuMachine
+from vmtest.runtime.polling import PollingCondition
+from vmtest.runtime.qemu import MachineConfig, hosts_lines, write_start_script
+from vmtest.runtime.retry import retry
+from vmtest.runtime.vlan import VLan
+from vmtest.timeouts import format_seconds
+
+
+class GlobalTimeoutReached(Exception):
+    """The run exceeded its global timeout; every machine was killed."""
+
+
+class _TestCase(unittest.TestCase):
+    failureException = RequestedAssertionFailed
+
+    def runTest(self) -> None:  # noqa: N802 - unittest's name
+        return None
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+class Driver:
+    """Owns the machines, VLANs, loggers and timers of one test run."""
+
+    def __init__(
+        self,
+        machines: list[MachineConfig],
+        test_script: str,
+        out_dir: Path,
+        logger: CompositeLogger,
+        script_path: Path | None = None,
+        global_timeout: float = 3600,
+        keep_machine_state: bool = False,
+        tmp_dir: Path | None = None,
+    ) -> None:
+        self.tests = test_script
+        self.script_path = script_path
+        self.out_dir = out_dir
+        self.logger = logger
+        self.global_timeout = global_timeout
+        self.keep_machine_state = keep_machine_state
+        self.configs = sorted(machines, key=lambda config: config.name)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._own_tmp = tmp_dir is None
+        self.tmp_dir = tmp_dir or Path(tempfile.mkdtemp(prefix="vmtest-"))
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.polling_conditions: list[PollingCondition] = []
+        self.timed_out = False
+        self.started_at = time.monotonic()
+        self.outcome = "not run"
+        self._timer: threading.Timer | None = None
+        self._vlan_numbers = sorted({vlan for config in self.configs for vlan in config.vlans})
+        self.vlans: list[VLan] = []
+        self.machines: list[QemuMachine] = []
+        hosts = hosts_lines(self.configs)
+        scripts_dir = self.tmp_dir / "start-scripts"
+        try:
+            with self.logger.nested("start all VLans"):
+                self.vlans = [VLan(nr, self.tmp_dir, self.logger) for nr in self._vlan_numbers]
+            for config in self.configs:
+                script = write_start_script(config, hosts, scripts_dir)
+                self.machines.append(
+                    QemuMachine(
+                        out_dir=self.out_dir,
+                        tmp_dir=self.tmp_dir,
+                        start_command=str(script),
+                        logger=self.logger,
+                        name=config.name,
+                        keep_machine_state=keep_machine_state,
+                        callbacks=[self.check_polling_conditions],
+                    )
+                )
+        except BaseException:
+            self.terminate()
+            raise
+        for config in self.configs:
+            accel = config.accelerator
+            self.logger.info(f"{config.name}: {config.arch} guest, accelerator {accel.name.upper()} ({accel.reason})")
+            if accel.name == "tcg":
+                self.logger.warning(
+                    f"{config.name} runs under TCG software emulation: expect it to be several times slower"
+                )
+
+    # -- context management ------------------------------------------------------------------
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.terminate()
+
+    def terminate(self) -> None:
+        """Kill every machine and VLAN, stop the timer, flush the reports."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for machine in self.machines:
+            try:
+                machine.release()
+            except Exception as error:  # keep tearing down the others
+                self.logger.error(f"releasing {machine.name}: {error}")
+        for vlan in self.vlans:
+            vlan.stop()
+        self._write_run_record()
+        self.logger.close()
+        if self._own_tmp and not self.keep_machine_state:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def _write_run_record(self) -> None:
+        record = {
+            "outcome": self.outcome,
+            "duration_seconds": round(time.monotonic() - self.started_at, 2),
+            "global_timeout_seconds": self.global_timeout,
+            "timed_out": self.timed_out,
+            "host": platform.machine(),
+            "machines": {
+                config.name: {
+                    "arch": config.arch,
+                    "accelerator": config.accelerator.name,
+                    "accelerator_reason": config.accelerator.reason,
+                    "image": str(config.image.directory),
+                    "recipe": str(config.image.recipe.path),
+                    "kernel": config.image.kernel_version,
+                    "vlans": list(config.vlans),
+                    "boot_to_backdoor_seconds": (
+                        round(machine.connected_at - machine.started_at, 2)
+                        if machine.connected_at and machine.started_at else None
+                    ),
+                    "console_log": str(machine.console_log_path),
+                }
+                for config, machine in zip(self.configs, self.machines, strict=False)
+            },
+        }
+        (self.out_dir / "vmtest-run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    # -- the testScript namespace ---------------------------------------------------------------
+
+    def test_symbols(self) -> dict[str, Any]:
+        """The names a testScript sees (upstream §2)."""
+        symbols: dict[str, Any] = {
+            "start_all": self.start_all,
+            "test_script": self.test_script,
+            "run_tests": self.run_tests,
+            "machines": self.machines,
+            "machines_qemu": self.machines,
+            "machines_nspawn": [],
+            "vlans": self.vlans,
+            "driver": self,
+            "log": self.logger,
+            "os": os,
+            "create_machine": self.create_machine,
+            "subtest": self.subtest,
+            "join_all": self.join_all,
+            "retry": retry,
+            "serial_stdout_off": self.serial_stdout_off,
+            "serial_stdout_on": self.serial_stdout_on,
+            "polling_condition": self.polling_condition,
+            "BaseMachine": QemuMachine,
+            "QemuMachine": QemuMachine,
+            "Machine": QemuMachine,
+            "t": _TestCase(),
+        }
+        symbols.update({_identifier(machine.name): machine for machine in self.machines})
+        if len(self.machines) == 1:
+            symbols["machine"] = self.machines[0]
+        symbols.update({f"vlan{vlan.nr}": vlan for vlan in self.vlans})
+        return symbols
+
+    def compile_script(self) -> Any:
+        """Compile the testScript; raises SyntaxError before anything boots."""
+        return compile(self.tests, str(self.script_path or "<testScript>"), "exec")
+
+    def test_script(self) -> None:
+        """Run the testScript in the namespace."""
+        with self.logger.nested("running the VM test script"):
+            exec(self.compile_script(), self.test_symbols(), None)
+
+    def run_tests(self) -> None:
+        """Start the global timer, run the script, then sync the machines that are up."""
+        self._start_global_timer()
+        self.test_script()
+        for machine in self.machines:
+            if machine.is_up():
+                machine.execute("sync")
+
+    def _start_global_timer(self) -> None:
+        if self.global_timeout <= 0 or self._timer is not None:
+            return
+
+        def expire() -> None:
+            self.timed_out = True
+            self.logger.error(
+                f"global timeout of {format_seconds(self.global_timeout)} reached: killing every machine"
+            )
+            for machine in self.machines:
+                machine.release()
+            _thread.interrupt_main()
+
+        self._timer = threading.Timer(self.global_timeout, expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def start_all(self) -> None:
+        """Start every machine in parallel; raises MachineError listing the ones that failed."""
+        with self.logger.nested("start all VMs"):
+            with ThreadPoolExecutor(max_workers=max(1, len(self.machines))) as pool:
+                futures = {machine.name: pool.submit(machine.start) for machine in self.machines}
+            failures = {name: future.exception() for name, future in futures.items() if future.exception()}
+            if failures:
+                raise MachineError(
+                    "failed to start: " + "; ".join(f"{name}: {error}" for name, error in failures.items())
+                )
+
+    def join_all(self) -> None:
+        """Wait for every machine to power off."""
+        with self.logger.nested("wait for all VMs to finish"):
+            for machine in self.machines:
+                machine.wait_for_shutdown()
+
+    def create_machine(self, start_command: str, *, name: str | None = None, keep_machine_state: bool = False) -> QemuMachine:
+        """An extra machine from a start command (released with the others)."""
+        machine = QemuMachine(
+            out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command, logger=self.logger,
+            name=name, keep_machine_state=keep_machine_state, callbacks=[self.check_polling_conditions],
+        )
+        self.machines.append(machine)
+        return machine
+
+    @contextmanager
+    def subtest(self, name: str) -> Iterator[None]:
+        """A named section and JUnit test case; logs and re-raises failures."""
+        with self.logger.subtest(name):
+            try:
+                yield
+            except Exception as error:
+                self.logger.log_test_error(f'Test "{name}" failed with error: "{error}"')
+                raise
+
+    def serial_stdout_on(self) -> None:
+        self.logger.print_serial_logs(True)
+
+    def serial_stdout_off(self) -> None:
+        self.logger.print_serial_logs(False)
+
+    def check_polling_conditions(self) -> None:
+        for condition in list(self.polling_conditions):
+            condition.check()
+
+    def polling_condition(
+        self,
+        fun_: Callable[[], bool | None] | None = None,
+        *,
+        seconds_interval: float = 2.0,
+        description: str | None = None,
+    ) -> Any:
+        """Decorator turning a function into a PollingCondition (usable as ``with cond:``)."""
+        def wrap(fun: Callable[[], bool | None]) -> PollingCondition:
+            condition = PollingCondition(fun, self.logger, seconds_interval, description)
+            condition.active_conditions = self.polling_conditions
+            return condition
+
+        return wrap(fun_) if fun_ is not None else wrap
+
+
+def script_traceback(error: BaseException, script_path: Path | None) -> str:
+    """The traceback frames that belong to the testScript, with their source lines."""
+    name = str(script_path or "<testScript>")
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == name]
+    lines = []
+    for frame in frames:
+        source = frame.line or ""
+        if script_path is not None and not source:
+            try:
+                source = script_path.read_text().splitlines()[frame.lineno - 1 if frame.lineno else 0].strip()
+            except (OSError, IndexError):
+                source = ""
+        lines.append(f"  {name}, line {frame.lineno}: {source}")
+    return "\n".join(lines)

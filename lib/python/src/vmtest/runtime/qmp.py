@@ -1,0 +1,96 @@
+"""A small QMP client: greeting, ``qmp_capabilities``, commands and events."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vmtest.errors import MachineError
+
+
+class QMPClient:
+    """Connects lazily to QEMU's QMP socket (QEMU serves it with ``wait=off``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+        self.events: list[dict[str, Any]] = []
+
+    def _connect(self) -> None:
+        if self._sock is not None:
+            return
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(self.path))
+                break
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise MachineError(f"QMP API is not ready yet ({self.path})") from None
+                time.sleep(0.1)
+        self._sock = sock
+        self._reader = sock.makefile("r")
+        greeting = json.loads(self._reader.readline())
+        if "QMP" not in greeting:
+            raise MachineError(f"unexpected QMP greeting: {greeting}")
+        self.send("qmp_capabilities")
+
+    def _read(self) -> dict[str, Any]:
+        line = self._reader.readline()
+        if not line:
+            raise MachineError(f"QMP connection closed ({self.path})")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def send(self, command: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a QMP command; returns its ``return`` value, raises MachineError on ``error``."""
+        self._connect()
+        assert self._sock is not None
+        request: dict[str, Any] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self._sock.sendall(json.dumps(request).encode() + b"\n")
+        while True:
+            message = self._read()
+            if "event" in message:
+                self.events.append(message)
+                continue
+            if "error" in message:
+                raise MachineError(f"QMP {command} failed: {message['error']}")
+            result: dict[str, Any] = message.get("return", {})
+            return result
+
+    def wait_for_event(self, event_filter: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """Return the first (queued or new) event ``event_filter`` accepts."""
+        self._connect()
+        assert self._sock is not None
+        for event in self.events:
+            if event_filter(event):
+                self.events.remove(event)
+                return event
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MachineError(f"no matching QMP event within {timeout:.0f} s")
+            self._sock.settimeout(remaining)
+            try:
+                message = self._read()
+            except TimeoutError:
+                raise MachineError(f"no matching QMP event within {timeout:.0f} s") from None
+            finally:
+                self._sock.settimeout(None)
+            if "event" in message and event_filter(message):
+                return message
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None

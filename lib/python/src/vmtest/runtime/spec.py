@@ -1,0 +1,93 @@
+"""The ``--machines`` specification: which recipe each named machine boots, on which VLANs.
+
+Either ``name=recipe.toml[,name=recipe.toml…]`` (repeatable), a bare
+``recipe.toml`` (the machine takes the recipe's name), or a TOML file with
+``[machines.<name>]`` tables (``recipe``, ``vlans``, ``memory_mb``, ``cores``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmtest.errors import RecipeError
+from vmtest.image.recipe import Recipe, load_recipe
+
+_MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A named machine of a test, before its image is built."""
+
+    name: str
+    recipe: Recipe
+    vlans: tuple[int, ...] = (1,)
+    memory_mb: int | None = None
+    cores: int | None = None
+
+
+def _check_name(name: str, origin: str) -> str:
+    if not _MACHINE_NAME.match(name):
+        raise RecipeError(f"{origin}: machine name {name!r} must be lowercase letters, digits and '-'")
+    return name
+
+
+def _from_table(path: Path) -> list[MachineSpec]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"machine spec {path}: not valid TOML: {error}") from None
+    machines = data.get("machines")
+    if not isinstance(machines, dict) or not machines:
+        raise RecipeError(f"machine spec {path}: needs at least one [machines.<name>] table with a 'recipe'")
+    specs = []
+    for name, table in machines.items():
+        origin = f"machine spec {path}: machines.{name}"
+        if not isinstance(table, dict) or "recipe" not in table:
+            raise RecipeError(f"{origin}: needs a 'recipe' path")
+        unknown = set(table) - {"recipe", "vlans", "memory_mb", "cores"}
+        if unknown:
+            raise RecipeError(f"{origin}: unknown keys {sorted(unknown)}")
+        vlans = table.get("vlans", [1])
+        if not isinstance(vlans, list) or not all(isinstance(v, int) and 1 <= v <= 255 for v in vlans):
+            raise RecipeError(f"{origin}: vlans must be a list of numbers 1-255, got {vlans!r}")
+        specs.append(MachineSpec(
+            _check_name(name, origin), load_recipe(path.parent / table["recipe"]), tuple(vlans),
+            table.get("memory_mb"), table.get("cores"),
+        ))
+    return specs
+
+
+def parse_machine_specs(values: list[str]) -> list[MachineSpec]:
+    """Parse every ``--machines`` value; raises RecipeError for bad names, paths or recipes."""
+    specs: list[MachineSpec] = []
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, separator, recipe_path = item.partition("=")
+            if not separator and item.endswith(".toml") and "[machines" in _head(Path(item)):
+                specs.extend(_from_table(Path(item)))
+                continue
+            if not separator:
+                recipe = load_recipe(item)
+                specs.append(MachineSpec(_check_name(recipe.name, f"--machines {item}"), recipe))
+            else:
+                specs.append(MachineSpec(_check_name(name, f"--machines {item}"), load_recipe(recipe_path)))
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise RecipeError(f"--machines: machine names used twice: {', '.join(duplicates)}")
+    if not specs:
+        raise RecipeError("--machines: no machine given")
+    if len(specs) > 254:
+        raise RecipeError("--machines: at most 254 machines")
+    return specs
+
+
+def _head(path: Path) -> str:
+    try:
+        return path.read_text()[:4096]
+    except OSError:
+        raise RecipeError(f"--machines: {path}: file not found") from None

@@ -1,0 +1,39 @@
+"""Shared fixtures: recipes, and drivers that boot real VMs from them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vmtest.cli import prepare_machines
+from vmtest.runtime.driver import Driver
+from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def vm_processes() -> list[str]:
+    """Every running qemu-system or vde_switch process (to prove none is left behind)."""
+    result = subprocess.run(["pgrep", "-a", "-f", "qemu-system|vde_switch"], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture
+def make_driver(tmp_path: Path) -> Iterator[Callable[..., Driver]]:
+    """Factory for drivers over recipes (``name=recipe.toml`` specs); all are torn down after the test."""
+    drivers: list[Driver] = []
+
+    def make(*specs: str, script: str = "") -> Driver:
+        configs = prepare_machines(list(specs))
+        out = tmp_path / f"out{len(drivers)}"
+        logger = CompositeLogger([TerminalLogger(), JunitLogger(out / "junit.xml")])
+        driver = Driver(configs, script, out, logger)
+        drivers.append(driver)
+        return driver
+
+    yield make
+    for driver in drivers:
+        driver.terminate()
