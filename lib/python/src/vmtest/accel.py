@@ -75,7 +75,8 @@ def probe_kvm(deadline: float = PROBE_DEADLINE) -> tuple[bool, str]:
         if result.returncode == 3:
             return False, (f"a probe guest ran under KVM but took {elapsed:.1f} s "
                            f"(TCG needs about 0.2 s): KVM is nested or emulated here")
-        return False, f"the KVM probe exited with {result.returncode}: {result.stderr.decode(errors='replace').strip()[:300]}"
+        stderr = result.stderr.decode(errors="replace").strip()[:300]
+        return False, f"the KVM probe exited with {result.returncode}: {stderr}"
 
 
 def select_accelerator(guest_arch: str, cache: Path | None = None) -> Accelerator:
@@ -96,7 +97,8 @@ def select_accelerator(guest_arch: str, cache: Path | None = None) -> Accelerato
         cache_file.write_text(json.dumps([works, reason]))
     if works:
         return Accelerator("kvm", reason, guest_arch)
-    return Accelerator("tcg", f"KVM unusable: {reason}; falling back to TCG (about {TCG_SLOWDOWN:.0f}x slower)", guest_arch)
+    fallback = f"KVM unusable: {reason}; falling back to TCG (about {TCG_SLOWDOWN:.0f}x slower)"
+    return Accelerator("tcg", fallback, guest_arch)
 
 
 def describe(accelerator: Accelerator) -> dict[str, str]:

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         compile(source, str(script_path), "exec")
     except SyntaxError as error:
-        _error(f"testScript {script_path} is malformed: line {error.lineno}: {error.msg}\n  {(error.text or '').rstrip()}")
+        source_line = (error.text or "").rstrip()
+        _error(f"testScript {script_path} is malformed: line {error.lineno}: {error.msg}\n  {source_line}")
         return EXIT_BAD_INPUT
     try:
         configs = prepare_machines(args.machines)

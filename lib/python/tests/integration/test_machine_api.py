@@ -69,7 +69,8 @@ def test_multi_megabyte_and_binary_output(machine: QemuMachine) -> None:
 
 def test_succeed_and_fail_raise_with_context(machine: QemuMachine) -> None:
     assert machine.succeed("echo one", "echo two") == "one\ntwo\n"
-    with pytest.raises(RequestedAssertionFailed, match=r"machine: command `echo out; exit 7` failed \(exit code 7\).*out"):
+    expected = r"machine: command `echo out; exit 7` failed \(exit code 7\).*out"
+    with pytest.raises(RequestedAssertionFailed, match=expected):
         machine.succeed("echo out; exit 7")
     assert machine.fail("echo nope; exit 1") == "nope\n"
     with pytest.raises(RequestedAssertionFailed, match="unexpectedly succeeded"):
@@ -109,7 +110,7 @@ def test_systemd_helpers(machine: QemuMachine) -> None:
     status, output = machine.systemctl("is-active backdoor.service")
     assert (status, output.strip()) == (0, "active")
     machine.require_unit_state("backdoor.service")
-    with pytest.raises(RequestedAssertionFailed, match="expected unit 'broken.service' to be in state 'active'"):
+    with pytest.raises(RequestedAssertionFailed, match=r"expected unit 'broken\.service' to be in state 'active'"):
         machine.require_unit_state("broken.service", "active")
     assert machine.start_job("systemd-hostnamed.service")[0] == 0
     assert machine.stop_job("systemd-hostnamed.service")[0] == 0
@@ -127,7 +128,7 @@ def test_ports_and_sockets_without_netcat(machine: QemuMachine) -> None:
         "'import socket,time; s=socket.socket(socket.AF_UNIX); s.bind(\"/run/t.sock\"); s.listen(); time.sleep(600)'"
     )
     machine.wait_for_open_unix_socket("/run/t.sock", timeout=60)
-    with pytest.raises(RequestedAssertionFailed, match="unix socket /run/none.sock"):
+    with pytest.raises(RequestedAssertionFailed, match=r"unix socket /run/none\.sock"):
         machine.wait_for_open_unix_socket("/run/none.sock", timeout=2)
 
 

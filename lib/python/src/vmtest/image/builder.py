@@ -24,15 +24,13 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
+from vmtest.image.configure import DOC_EXCLUDES
 from vmtest.image.initramfs import build_initramfs
 from vmtest.image.recipe import Recipe
 
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
-KERNEL_PACKAGE = {"amd64": "linux-image-amd64", "arm64": "linux-image-arm64"}
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-# Documentation and translations are never read in a test VM.
-PATH_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*")
 
 Log = Callable[[str], None]
 
@@ -138,9 +136,14 @@ def _explain_mmdebstrap_failure(recipe: Recipe, output: str) -> str:
 
 
 def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
-    packages = [*BASE_PACKAGES, KERNEL_PACKAGE[recipe.arch], *recipe.packages]
+    packages = [*BASE_PACKAGES, *recipe.packages]
     src = Path(__file__).resolve().parents[2]
     configure = f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m vmtest.image.configure"
+    # A foreign architecture's packages are unpacked by the host (see configure.py); only
+    # the native case lets apt inside the image install them.
+    foreign = recipe.arch != HOST_ARCH
+    include = [] if foreign else [f"--include={','.join(packages)}"]
+    hook_packages = " " + shlex.join(packages) if foreign else ""
     # update-initramfs would run twice under emulation for nothing: vmtest assembles its own.
     divert = (
         'dpkg-divert --root "$1" --quiet --local --rename --add /usr/sbin/update-initramfs'
@@ -149,11 +152,11 @@ def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
     )
     argv = [
         "mmdebstrap", "--mode=root", "--variant=apt", f"--arch={recipe.arch}", "--format=directory",
-        f"--include={','.join(packages)}",
-        *(f"--dpkgopt=path-exclude={pattern}" for pattern in PATH_EXCLUDES),
+        *include,
+        *(f"--dpkgopt=path-exclude={pattern}" for pattern in DOC_EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         f"--essential-hook={divert}",
-        f'--customize-hook={configure} "$1" {shlex.quote(str(recipe.path))}',
+        f'--customize-hook={configure} "$1" {shlex.quote(str(recipe.path))}{hook_packages}',
         recipe.suite, str(rootfs), debian_mirror(),
     ]
     with log_file.open("w") as log:

@@ -101,10 +101,8 @@ def write_cpio(entries: list[tuple[str, int, bytes]], output: Path) -> None:
 
 def build_initramfs(rootfs: Path, kernel_version: str, output: Path) -> list[str]:
     """Assemble the initramfs for ``rootfs``'s kernel at ``output``; returns the modules loaded."""
-    modules_dir = next(
-        (d for d in (rootfs / "usr/lib/modules" / kernel_version, rootfs / "lib/modules" / kernel_version) if d.is_dir()),
-        None,
-    )
+    candidates = (rootfs / "usr/lib/modules" / kernel_version, rootfs / "lib/modules" / kernel_version)
+    modules_dir = next((d for d in candidates if d.is_dir()), None)
     if modules_dir is None:
         raise ImageBuildError(f"no modules directory for kernel {kernel_version} in {rootfs}")
     busybox = next((p for p in (rootfs / "usr/bin/busybox", rootfs / "bin/busybox") if p.is_file()), None)

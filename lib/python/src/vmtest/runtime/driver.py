@@ -42,7 +42,7 @@ class GlobalTimeoutReached(Exception):
 class _TestCase(unittest.TestCase):
     failureException = RequestedAssertionFailed
 
-    def runTest(self) -> None:  # noqa: N802 - unittest's name
+    def runTest(self) -> None:
         return None
 
 
@@ -252,7 +252,9 @@ class Driver:
             for machine in self.machines:
                 machine.wait_for_shutdown()
 
-    def create_machine(self, start_command: str, *, name: str | None = None, keep_machine_state: bool = False) -> QemuMachine:
+    def create_machine(
+        self, start_command: str, *, name: str | None = None, keep_machine_state: bool = False
+    ) -> QemuMachine:
         """An extra machine from a start command (released with the others)."""
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command, logger=self.logger,

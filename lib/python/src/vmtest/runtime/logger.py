@@ -153,7 +153,8 @@ class JunitLogger:
         except BaseException as exception:
             if not case.is_failure():
                 text = "".join(traceback.format_exception_only(type(exception), exception)).strip()
-                case.add_failure_info(message=text.splitlines()[0][:500] if text else type(exception).__name__, output=text)
+                summary = text.splitlines()[0][:500] if text else type(exception).__name__
+                case.add_failure_info(message=summary, output=text)
             raise
         finally:
             case.elapsed_sec = time.monotonic() - started
@@ -170,7 +171,8 @@ class JunitLogger:
         """The JUnit XML document for everything logged so far."""
         self._main.stdout = "\n".join(self._main_output)
         suite = TestSuite(self.suite_name, [self._main, *self.cases], properties=dict(self.properties))
-        return to_xml_report_string([suite, *self.extra_suites])
+        report: str = to_xml_report_string([suite, *self.extra_suites])
+        return report
 
     def close(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ elapsed time and where the console log is.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import queue
@@ -256,7 +257,9 @@ class QemuMachine:
         while not answer.endswith(b"(qemu) "):
             chunk = self.monitor.recv(4096)
             if not chunk:
-                raise MachineError(f"{self.name}: the QEMU monitor closed (QEMU died?); console log: {self.console_log_path}")
+                raise MachineError(
+                    f"{self.name}: the QEMU monitor closed (QEMU died?); console log: {self.console_log_path}"
+                )
             answer += chunk
         return answer.decode(errors="replace")
 
@@ -430,10 +433,8 @@ class QemuMachine:
             return
         with self.nested("shutting down"):
             assert self.shell is not None
-            try:
+            with contextlib.suppress(OSError):
                 self.shell.sendall(b"poweroff\n")
-            except OSError:
-                pass
             self.wait_for_shutdown()
 
     def crash(self) -> None:
@@ -441,10 +442,8 @@ class QemuMachine:
         if not self.booted:
             return
         self.log("simulating a crash")
-        try:
+        with contextlib.suppress(MachineError):
             self.send_monitor_command("quit")
-        except MachineError:
-            pass
         self.wait_for_shutdown()
 
     def reboot(self) -> None:
@@ -463,10 +462,8 @@ class QemuMachine:
     def _close(self) -> None:
         for sock in (self.shell, self.monitor):
             if sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
         if self.qmp_client is not None:
             self.qmp_client.close()
         self.shell = self.monitor = None
@@ -484,10 +481,8 @@ class QemuMachine:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout=5)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait()
         self._close()
         if self.serial_thread is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,9 +50,7 @@ class VLan:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout=5)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait()
         os.environ.pop(f"QEMU_VDE_SOCKET_{self.nr}", None)

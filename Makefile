@@ -1,0 +1,38 @@
+# vmtest: run `make test` (all tests) or `make e2e` (the e2e suite) on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: deps venv lint test test-unit test-vm bench clean
+
+deps:
+	./scripts/install-system-deps.sh
+
+$(VENV)/.installed: lib/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e 'lib/python[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	cd lib/python && ../../$(VENV)/bin/ruff check src tests
+	cd lib/python && ../../$(VENV)/bin/mypy
+
+test-unit: venv
+	cd lib/python && ../../$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+## The whole suite: lint, unit tests, and the integration tests that boot real VMs.
+test: deps venv lint
+	cd lib/python && ../../$(PY) -m pytest tests -v $(PYTEST_ARGS)
+
+bench: deps venv
+	cd lib/python && ../../$(PY) -m vmtest.bench --cold \
+	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
+	  --output ../../bench/results.json
+
+clean:
+	rm -rf $(VENV) out bench/results.json

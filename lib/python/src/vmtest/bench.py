@@ -1,0 +1,232 @@
+"""``make bench``: the runtime against raw QEMU, measured in the same run, written as JSON.
+
+For each architecture: boot to the backdoor marker and to ``systemctl
+is-system-running`` = running, through QemuMachine and through a bare harness
+that starts the same start script and speaks the same framing; the round trip
+of ``execute("true")`` both ways; warm (and optionally cold) image builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vmtest.accel import select_accelerator
+from vmtest.image.builder import build_image
+from vmtest.image.recipe import load_recipe
+from vmtest.runtime.logger import CompositeLogger
+from vmtest.runtime.machine import MARKER, QemuMachine
+from vmtest.runtime.qemu import MachineConfig, write_start_script
+
+Record = dict[str, Any]
+
+
+def _stats(samples: list[float]) -> Record:
+    return {
+        "mean": round(statistics.mean(samples), 4),
+        "min": round(min(samples), 4),
+        "max": round(max(samples), 4),
+        "n": len(samples),
+    }
+
+
+class RawHarness:
+    """QEMU started from the same start script, with only the sockets it needs and no runtime around it."""
+
+    def __init__(self, script: Path, state: Path) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.shell_path = state / "shell"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(self.shell_path))
+        server.listen(1)
+        args = [
+            "-chardev", f"socket,id=shell,path={self.shell_path}", "-device", "virtio-serial",
+            "-device", "virtconsole,chardev=shell", "-device", "virtio-rng-pci", "-serial", "file:/dev/null",
+            "-monitor", "none", "-no-reboot",
+        ]
+        env = {**os.environ, "TMPDIR": str(state), "SHARED_DIR": str(state), "USE_TMPDIR": "1"}
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(f"{script} {shlex.join(args)}", shell=True, cwd=state, env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.shell, _ = server.accept()
+        server.close()
+
+    def wait_for_marker(self) -> float:
+        received = b""
+        while MARKER not in received:
+            chunk = self.shell.recv(1024)
+            if not chunk:
+                raise RuntimeError("raw QEMU died before the marker")
+            received += chunk
+        return time.monotonic() - self.started
+
+    def _block(self) -> bytes:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = self.shell.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError("raw QEMU shell closed")
+            data += chunk
+        return data
+
+    def execute(self, command: str) -> tuple[int, str]:
+        line = f"timeout 900 bash -c {shlex.quote('set -euo pipefail; ' + command)} | (base64 -w 0; echo)\n"
+        self.shell.sendall(line.encode())
+        output = base64.b64decode(self._block()).decode()
+        self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
+        return int(self._block().strip()), output
+
+    def stop(self) -> None:
+        self.shell.sendall(b"poweroff\n")
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _runtime_boot(script: Path, work: Path, name: str, round_trips: int) -> tuple[float, float, list[float]]:
+    logger = CompositeLogger([])
+    machine = QemuMachine(work, work, str(script), logger, name=name)
+    try:
+        machine.start()
+        machine.connect()
+        assert machine.started_at is not None and machine.connected_at is not None
+        marker = machine.connected_at - machine.started_at
+        machine.succeed("systemctl is-system-running --wait")
+        running = time.monotonic() - machine.started_at
+        samples = []
+        for _ in range(round_trips):
+            started = time.monotonic()
+            machine.execute("true")
+            samples.append(time.monotonic() - started)
+        machine.shutdown()
+        return marker, running, samples
+    finally:
+        machine.release()
+
+
+def _raw_boot(script: Path, work: Path, round_trips: int) -> tuple[float, float, list[float]]:
+    harness = RawHarness(script, work)
+    try:
+        marker = harness.wait_for_marker()
+        status, _ = harness.execute("systemctl is-system-running --wait")
+        if status != 0:
+            raise RuntimeError("raw boot did not reach 'running'")
+        running = time.monotonic() - harness.started
+        samples = []
+        for _ in range(round_trips):
+            started = time.monotonic()
+            harness.execute("true")
+            samples.append(time.monotonic() - started)
+        harness.stop()
+        return marker, running, samples
+    finally:
+        if harness.process.poll() is None:
+            harness.process.kill()
+            harness.process.wait()
+
+
+def bench_architecture(recipe_path: Path, runs: int, round_trips: int, log: Callable[[str], None]) -> Record:
+    """Boot and round-trip figures for one recipe, runtime and raw interleaved."""
+    recipe = load_recipe(recipe_path)
+    image = build_image(recipe)
+    accelerator = select_accelerator(recipe.machine_arch)
+    config = MachineConfig(recipe.name, image, accelerator, number=1, vlans=())
+    results: dict[str, dict[str, list[float]]] = {
+        kind: {"marker": [], "running": [], "round_trip": []} for kind in ("runtime", "raw")
+    }
+    with tempfile.TemporaryDirectory(prefix="vmtest-bench-") as directory:
+        script = write_start_script(config, "", Path(directory))
+        for run in range(runs):
+            for kind in ("raw", "runtime"):  # interleaved so drift hits both alike
+                work = Path(directory) / f"{kind}-{run}"
+                work.mkdir()
+                if kind == "raw":
+                    marker, running, trips = _raw_boot(script, work, round_trips)
+                else:
+                    marker, running, trips = _runtime_boot(script, work, recipe.name, round_trips)
+                log(f"{recipe.machine_arch} {kind} run {run + 1}: marker {marker:.2f} s, running {running:.2f} s, "
+                    f"round trip {statistics.mean(trips) * 1000:.0f} ms")
+                results[kind]["marker"].append(marker)
+                results[kind]["running"].append(running)
+                results[kind]["round_trip"].append(statistics.mean(trips))
+    record: Record = {"accelerator": accelerator.name, "recipe": str(recipe_path)}
+    for kind, values in results.items():
+        record[kind] = {
+            "boot_to_backdoor_s": _stats(values["marker"]),
+            "boot_to_running_s": _stats(values["running"]),
+            "execute_true_round_trip_s": _stats(values["round_trip"]),
+        }
+    for metric in ("boot_to_backdoor_s", "boot_to_running_s", "execute_true_round_trip_s"):
+        record[f"ratio_{metric.removesuffix('_s')}"] = round(
+            record["runtime"][metric]["mean"] / record["raw"][metric]["mean"], 3
+        )
+    return record
+
+
+def bench_image_builds(recipe_paths: list[Path], cold: bool, log: Callable[[str], None]) -> Record:
+    """Warm builds (cache hits) always; cold builds into an empty cache when ``cold``."""
+    record: Record = {}
+    for path in recipe_paths:
+        recipe = load_recipe(path)
+        build_image(recipe)
+        warm = []
+        for _ in range(3):
+            started = time.monotonic()
+            build_image(recipe)
+            warm.append(time.monotonic() - started)
+        entry: Record = {"warm_s": _stats(warm)}
+        if cold:
+            with tempfile.TemporaryDirectory(prefix="vmtest-cold-") as cache:
+                started = time.monotonic()
+                build_image(recipe, cache=Path(cache), log=log)
+                entry["cold_s"] = round(time.monotonic() - started, 1)
+        log(f"image {recipe.name}/{recipe.arch}: {entry}")
+        record[f"{recipe.name}-{recipe.arch}"] = entry
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vmtest.bench", description=__doc__)
+    parser.add_argument("--recipe", action="append", type=Path, required=True, help="recipe to boot (repeatable)")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--round-trips", type=int, default=30)
+    parser.add_argument("--cold", action="store_true", help="also time cold image builds")
+    parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    results: Record = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "images": bench_image_builds(args.recipe, args.cold, log),
+        "boot": {},
+    }
+    for path in args.recipe:
+        recipe = load_recipe(path)
+        results["boot"][recipe.machine_arch] = bench_architecture(path, args.runs, args.round_trips, log)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

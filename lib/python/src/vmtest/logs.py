@@ -1,0 +1,244 @@
+"""Log collection into the driver's output directory, secrets redacted before anything is written.
+
+Each source (a unit's journal as text or JSON, a guest file, a command's
+output) is read through the backdoor, gzip-compressed in the guest for the
+transfer, redacted on the host, and only then written under
+``<out_dir>/<dest>/``; files over 10 MB are stored gzip-compressed. Paths are
+relative to the driver's output directory, so under Nix they land in ``$out``.
+
+Seed 000's layout for the Alicia server::
+
+    logs.collect_logs(server, logs.alicia_server_sources(), dest="logs", redactor=redactor)
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shlex
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmtest.machine_api import Machine, run
+
+COMPRESS_OVER_BYTES = 10 * 1024 * 1024
+REDACTED = "[REDACTED]"
+# Common shapes of secrets, redacted whatever their value.
+SECRET_PATTERNS = (
+    re.compile(r"(?i)\b([A-Z0-9_]*(?:API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Z0-9_]*)(\s*[=:]\s*)(\"?)[^\s\"',;]+"),
+    re.compile(r"(?i)(\"[a-z0-9_]*(?:api_?key|secret|token|password)[a-z0-9_]*\"\s*:\s*\")[^\"]+(\")"),
+    re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),
+    re.compile(r"(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"),
+)
+
+
+@dataclass
+class Redactor:
+    """Replaces declared secret values and common secret patterns with ``[REDACTED]``."""
+
+    values: set[str] = field(default_factory=set)
+    patterns: Sequence[re.Pattern[str]] = SECRET_PATTERNS
+
+    def add(self, *values: str) -> None:
+        """Declare secret values (too-short values are ignored: they would redact everything)."""
+        self.values.update(value for value in values if len(value) >= 4)
+
+    def add_env_text(self, text: str, names: Iterable[str] | None = None) -> None:
+        """Declare the values of an env file's ``NAME=value`` lines (all, or only ``names``)."""
+        wanted = set(names) if names is not None else None
+        for line in text.splitlines():
+            name, separator, value = line.strip().partition("=")
+            if separator and not name.startswith("#") and (wanted is None or name.strip() in wanted):
+                self.add(value.strip().strip("'\""))
+
+    def add_env_file(self, machine: Machine, path: str, names: Iterable[str] | None = None) -> None:
+        """Declare the secret values of an env file in the guest (e.g. ``/etc/alicia/env``)."""
+        self.add_env_text(machine.succeed(f"cat {shlex.quote(path)}"), names)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every declared value and secret pattern replaced."""
+        for value in sorted(self.values, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        text = self.patterns[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}", text)
+        text = self.patterns[1].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
+        text = self.patterns[2].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        text = self.patterns[3].sub(REDACTED, text)
+        return self.patterns[4].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One thing to collect: ``kind`` is journal, journal-json, file, glob or command."""
+
+    name: str
+    kind: str
+    target: str = ""
+    since: str | None = None
+
+    def command(self) -> str:
+        if self.kind == "journal":
+            return f"journalctl --no-pager -o short-iso -u {shlex.quote(self.target)}"
+        if self.kind == "journal-json":
+            return f"journalctl --no-pager -o json -u {shlex.quote(self.target)}"
+        if self.kind == "file":
+            return f"cat {shlex.quote(self.target)}"
+        if self.kind == "glob":
+            return f"cat {self.target} 2>/dev/null"  # unquoted on purpose: the guest expands it
+        if self.kind == "command":
+            return self.target
+        raise ValueError(f"unknown log source kind {self.kind!r}")
+
+
+def journal(name: str, unit: str) -> LogSource:
+    return LogSource(name, "journal", unit)
+
+
+def journal_json(name: str, unit: str) -> LogSource:
+    return LogSource(name, "journal-json", unit)
+
+
+def file(name: str, path: str) -> LogSource:
+    return LogSource(name, "file", path)
+
+
+def command(name: str, shell: str) -> LogSource:
+    return LogSource(name, "command", shell)
+
+
+def standard_sources() -> list[LogSource]:
+    """What every machine gets: failed units, errors of this boot, dmesg."""
+    return [
+        command("systemctl-failed.txt", "systemctl --failed --no-pager --full"),
+        command("system-errors.log", "journalctl --no-pager -b --priority=err"),
+        command("dmesg.log", "dmesg --ctime 2>/dev/null || dmesg"),
+    ]
+
+
+def alicia_server_sources(unit: str = "alicia.service") -> list[LogSource]:
+    """Seed 000's server layout: backend journal (JSON and text), PostgreSQL, nginx, system errors."""
+    return [
+        journal_json("backend.jsonl", unit),
+        journal("backend-stderr.log", unit),
+        LogSource("postgresql.log", "command",
+                  "cat /var/log/postgresql/*.log 2>/dev/null || journalctl --no-pager -u 'postgresql*'"),
+        file("nginx-access.log", "/var/log/nginx/access.log"),
+        file("nginx-error.log", "/var/log/nginx/error.log"),
+        *standard_sources(),
+    ]
+
+
+@dataclass
+class CollectedLog:
+    """One collected file: where it went, how big it is, and whether collecting worked."""
+
+    source: LogSource
+    path: Path | None
+    size: int
+    error: str | None = None
+
+
+def _read_source(machine: Machine, source: LogSource, timeout: float) -> tuple[bytes | None, str | None]:
+    # gzip in the guest: logs compress ~10x, and the transfer is the slow part.
+    shell = f"( {source.command()} ) 2>&1 | gzip -1 -c | base64 -w0"
+    status, output = run(machine, f"set +o pipefail; {shell}", timeout)
+    try:
+        data = gzip.decompress(base64.b64decode(output))
+    except (ValueError, OSError) as error:
+        return None, f"unreadable output (exit {status}): {error}"
+    return data, None
+
+
+def collect_logs(
+    machine: Machine,
+    sources: Sequence[LogSource] | None = None,
+    *,
+    dest: str | None = None,
+    redactor: Redactor | None = None,
+    out_dir: Path | None = None,
+    timeout: float = 300,
+) -> list[CollectedLog]:
+    """Collect ``sources`` (default: ``standard_sources()``) from ``machine`` into ``<out_dir>/<dest>``.
+
+    ``dest`` defaults to ``logs/<machine name>``; ``out_dir`` to the driver's
+    output directory. Nothing is written before redaction. Sources that fail
+    are recorded (``error``) rather than raised, so a broken machine still
+    yields what can be had; the machine's host-side console log is added when
+    the runtime keeps one.
+    """
+    target = (out_dir or Path(machine.out_dir)) / (dest or f"logs/{machine.name}")  # type: ignore[attr-defined]
+    target.mkdir(parents=True, exist_ok=True)
+    redactor = redactor or Redactor()
+    collected: list[CollectedLog] = []
+    # execute() on a machine that is down would boot it again: take only what the host has.
+    is_up = getattr(machine, "is_up", None)
+    reachable = is_up() if callable(is_up) else True
+    with machine.nested(f"collecting logs into {target}"):
+        for source in (sources if sources is not None else standard_sources()) if reachable else []:
+            try:
+                data, error = _read_source(machine, source, timeout)
+            except Exception as failure:  # a dead VM must not stop the collection of the rest
+                data, error = None, f"{type(failure).__name__}: {failure}"
+            if data is None:
+                collected.append(CollectedLog(source, None, 0, error))
+                continue
+            collected.append(_write(target / source.name, redactor.redact(data.decode(errors="replace")), source))
+        collected.extend(copy_console_log(machine, target, redactor))
+    return collected
+
+
+def _write(path: Path, text: str, source: LogSource) -> CollectedLog:
+    data = text.encode()
+    if len(data) > COMPRESS_OVER_BYTES:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data, compresslevel=6)
+    path.write_bytes(data)
+    return CollectedLog(source, path, len(data))
+
+
+def copy_console_log(machine: Machine, target: Path, redactor: Redactor) -> list[CollectedLog]:
+    """The host-side console log (what the host has even when the VM is dead)."""
+    source = LogSource("serial.log", "console")
+    console_path = getattr(machine, "console_log_path", None)
+    if console_path is not None and Path(console_path).is_file():
+        text = Path(console_path).read_text(errors="replace")
+    elif hasattr(machine, "get_console_log"):
+        text = machine.get_console_log()
+    else:
+        return []
+    return [_write(target / "serial.log", redactor.redact(text), source)]
+
+
+@contextmanager
+def failure_bundle(
+    machines: Sequence[Machine],
+    sources: dict[str, Sequence[LogSource]] | None = None,
+    *,
+    redactor: Redactor | None = None,
+    dest: str = "logs",
+    always: bool = False,
+) -> Iterator[None]:
+    """Collect every machine's logs when the block raises (or always, with ``always``), then re-raise.
+
+    ``sources`` maps machine names to their sources (default: standard ones).
+    A machine that has died still yields its host-side console log.
+    """
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if failed or always:
+            for machine in machines:
+                started = time.monotonic()
+                chosen = (sources or {}).get(machine.name)
+                try:
+                    collect_logs(machine, chosen, dest=f"{dest}/{machine.name}", redactor=redactor)
+                except Exception as error:  # never mask the original failure
+                    machine.log(f"log collection failed after {time.monotonic() - started:.1f} s: {error}")

@@ -1,0 +1,57 @@
+"""The part of the Machine API the helpers rely on, as a Protocol.
+
+Helpers are duck-typed: the upstream driver's ``Machine``/``QemuMachine`` and
+this package's portable ``QemuMachine`` both satisfy it. Nothing here imports
+the upstream driver.
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from typing import Any, Protocol
+
+from vmtest.timeouts import Timeout, to_whole_seconds
+
+
+class Machine(Protocol):
+    name: str
+
+    def execute(
+        self, command: str, check_return: bool = True, check_output: bool = True, timeout: Any = 900
+    ) -> tuple[int, str]: ...
+
+    def succeed(self, *commands: str, timeout: Any = None) -> str: ...
+
+    def log(self, msg: str) -> None: ...
+
+    def nested(self, msg: str, attrs: dict[str, str] | None = None) -> Any: ...
+
+
+def accepts_timedelta(machine: Machine) -> bool:
+    """Whether ``machine.execute`` declares timedelta timeouts (nixpkgs #542374 and later)."""
+    try:
+        annotation = inspect.signature(machine.execute).parameters["timeout"].annotation
+    except (KeyError, TypeError, ValueError):
+        return False
+    return "timedelta" in str(annotation)
+
+
+def driver_timeout(machine: Machine, timeout: Timeout) -> int | timedelta:
+    """``timeout`` in the form ``machine`` takes without a deprecation warning.
+
+    Drivers before #542374 take int seconds only; newer ones warn on bare
+    numbers and want a timedelta. Whole seconds, as guest ``timeout(1)`` has them.
+    """
+    seconds = to_whole_seconds(timeout)
+    return timedelta(seconds=seconds) if accepts_timedelta(machine) else seconds
+
+
+def run(machine: Machine, command: str, timeout: Timeout) -> tuple[int, str]:
+    """``machine.execute(command)`` with ``timeout`` in the form the machine takes."""
+    return machine.execute(command, timeout=driver_timeout(machine, timeout))
+
+
+def out_dir(machine: Machine) -> Any:
+    """The driver's output directory as the machine knows it (``$out`` under Nix)."""
+    return machine.out_dir  # type: ignore[attr-defined]

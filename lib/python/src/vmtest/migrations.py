@@ -1,0 +1,257 @@
+"""PostgreSQL migration checks with golang-migrate's conventions.
+
+Migrations are ``NNN_name.up.sql`` / ``NNN_name.down.sql`` in a guest
+directory; state is the one row of ``schema_migrations(version, dirty)``.
+Checks: everything applied and clean, required extensions present (with
+versions), each up has a down and up -> down -> up round-trips in a scratch
+database, and re-running the migrate unit changes nothing. A failing
+migration is reported with its file, the statement and PostgreSQL's error.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vmtest.machine_api import Machine
+
+_FILE = re.compile(r"^(\d+)_(.+)\.(up|down)\.sql$")
+_PSQL_ERROR = re.compile(r"^psql:(?P<file>[^:]+):(?P<line>\d+): ERROR:\s+(?P<error>.*)$", re.MULTILINE)
+
+
+class MigrationCheckFailed(AssertionError):
+    """A migration check did not hold; the message names the file, statement and error."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    up: str
+    down: str | None
+
+
+@dataclass(frozen=True)
+class MigrationFailure:
+    """Where and why a migration failed."""
+
+    file: str
+    line: int | None
+    statement: str
+    error: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}" + (f" line {self.line}" if self.line else "")
+        return f"{where}: {self.error}\n  statement: {self.statement}"
+
+
+@dataclass
+class MigrationReport:
+    """What the checks observed (for summary.json)."""
+
+    database: str
+    version: int | None = None
+    dirty: bool | None = None
+    files: int = 0
+    extensions: dict[str, str] = field(default_factory=dict)
+    round_trip: bool | None = None
+    rerun_noop: bool | None = None
+
+
+@dataclass(frozen=True)
+class Psql:
+    """How to reach PostgreSQL in the guest: as the OS user ``user`` over the local socket."""
+
+    user: str = "postgres"
+
+    def command(self, database: str, args: str) -> str:
+        return (
+            f"runuser -u {shlex.quote(self.user)} -- psql -X -q -v ON_ERROR_STOP=1 --echo-errors "
+            f"-d {shlex.quote(database)} {args} 2>&1"
+        )
+
+    def query(self, machine: Machine, database: str, sql: str) -> str:
+        """Run ``sql``; returns unaligned tuples; raises MigrationCheckFailed with psql's error."""
+        status, output = machine.execute(self.command(database, f"-At -c {shlex.quote(sql)}"))
+        if status != 0:
+            raise MigrationCheckFailed(f"{machine.name}: SQL on {database} failed: {sql}\n{output.strip()}")
+        return output.strip()
+
+
+def list_migrations(machine: Machine, directory: str) -> list[Migration]:
+    """The migrations in ``directory`` (guest), in version order; raises on unpaired or odd files."""
+    listing = machine.succeed(f"ls -1 {shlex.quote(directory)}").split()
+    ups: dict[int, tuple[str, str]] = {}
+    downs: dict[int, str] = {}
+    for name in listing:
+        match = _FILE.match(name)
+        if not match:
+            continue
+        version, label, direction = int(match.group(1)), match.group(2), match.group(3)
+        target = ups if direction == "up" else downs
+        if version in target:
+            raise MigrationCheckFailed(
+                f"{machine.name}: two {direction} migrations with version {version} in {directory}"
+            )
+        if direction == "up":
+            ups[version] = (label, f"{directory}/{name}")
+        else:
+            downs[version] = f"{directory}/{name}"
+    if not ups:
+        raise MigrationCheckFailed(f"{machine.name}: no NNN_name.up.sql files in {directory}")
+    orphans = sorted(set(downs) - set(ups))
+    if orphans:
+        raise MigrationCheckFailed(f"{machine.name}: down migrations without an up: {orphans}")
+    return [Migration(v, ups[v][0], ups[v][1], downs.get(v)) for v in sorted(ups)]
+
+
+def parse_psql_failure(output: str, fallback_file: str) -> MigrationFailure:
+    """File, line, statement and error from psql's ``--echo-errors`` output."""
+    match = _PSQL_ERROR.search(output)
+    if not match:
+        return MigrationFailure(fallback_file, None, "(unknown)", output.strip()[-500:] or "psql failed")
+    rest = output[match.end():].splitlines()
+    detail = [line for line in rest if line.startswith(("LINE ", "DETAIL:", "HINT:"))]
+    # psql echoes the failed statement after the error (and its caret lines)
+    statement_lines = [line for line in rest if line and not line.startswith(("LINE ", "DETAIL:", "HINT:", "psql:"))
+                       and not line.strip().startswith("^")]
+    statement = " ".join(part.strip() for part in statement_lines).strip() or "(not echoed)"
+    error = match.group("error").strip() + (f" ({'; '.join(detail)})" if detail else "")
+    return MigrationFailure(match.group("file"), int(match.group("line")), statement[:500], error)
+
+
+def apply_file(machine: Machine, database: str, path: str, psql: Psql = Psql()) -> None:
+    """Apply one migration file in a transaction; raises MigrationCheckFailed naming file and statement."""
+    status, output = machine.execute(psql.command(database, f"-1 -f {shlex.quote(path)}"))
+    if status != 0:
+        raise MigrationCheckFailed(f"{machine.name}: migration failed: {parse_psql_failure(output, path)}")
+
+
+def check_applied(machine: Machine, database: str, migrations: Sequence[Migration],
+                  psql: Psql = Psql(), report: MigrationReport | None = None) -> tuple[int, bool]:
+    """The recorded version is the newest file's and not dirty; returns (version, dirty)."""
+    rows = psql.query(machine, database, "SELECT version, dirty FROM schema_migrations")
+    if not rows:
+        raise MigrationCheckFailed(f"{machine.name}: {database}.schema_migrations is empty: nothing was applied")
+    version_text, _, dirty_text = rows.splitlines()[0].partition("|")
+    version, dirty = int(version_text), dirty_text == "t"
+    if report is not None:
+        report.version, report.dirty, report.files = version, dirty, len(migrations)
+    newest = migrations[-1]
+    if dirty:
+        failed = next((m for m in migrations if m.version == version), None)
+        raise MigrationCheckFailed(
+            f"{machine.name}: {database}.schema_migrations is dirty at version {version}"
+            + (f" ({failed.up} failed part-way)" if failed else "")
+        )
+    if version != newest.version:
+        raise MigrationCheckFailed(
+            f"{machine.name}: {database} is at version {version}, the newest migration is "
+            f"{newest.version} ({newest.up})"
+        )
+    return version, dirty
+
+
+def check_extensions(machine: Machine, database: str, required: Sequence[str],
+                     psql: Psql = Psql(), report: MigrationReport | None = None) -> dict[str, str]:
+    """Every ``required`` extension is installed in ``database``; returns name -> version."""
+    rows = psql.query(machine, database, "SELECT extname, extversion FROM pg_extension ORDER BY 1")
+    installed = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
+    if report is not None:
+        report.extensions = installed
+    missing = [name for name in required if name not in installed]
+    if missing:
+        raise MigrationCheckFailed(
+            f"{machine.name}: extensions missing from {database}: {missing} (installed: {installed})"
+        )
+    return installed
+
+
+def _schema(machine: Machine, database: str, psql: Psql) -> str:
+    return machine.succeed(
+        f"runuser -u {shlex.quote(psql.user)} -- pg_dump --schema-only --no-owner --no-privileges "
+        f"-d {shlex.quote(database)} | grep -v '^--' | grep -v '^SET ' | grep -v '^SELECT pg_catalog' | sed '/^$/d'"
+    )
+
+
+def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scratch: str = "vmtest_migrations",
+                     psql: Psql = Psql(), report: MigrationReport | None = None) -> None:
+    """In a scratch database: every up, every down in reverse, every up again; the schemas must match.
+
+    Raises MigrationCheckFailed for a missing down, a failing file (with its
+    statement and error), a down that leaves tables behind, or a second up
+    that builds a different schema.
+    """
+    missing = [m.up for m in migrations if m.down is None]
+    if missing:
+        raise MigrationCheckFailed(f"{machine.name}: up migrations without a down: {missing}")
+    psql.query(machine, "postgres", f"DROP DATABASE IF EXISTS {scratch}")
+    psql.query(machine, "postgres", f"CREATE DATABASE {scratch}")
+    try:
+        for migration in migrations:
+            apply_file(machine, scratch, migration.up, psql)
+        first = _schema(machine, scratch, psql)
+        for migration in reversed(migrations):
+            apply_file(machine, scratch, str(migration.down), psql)
+        leftovers = psql.query(
+            machine, scratch,
+            "SELECT string_agg(tablename, ', ') FROM pg_tables WHERE schemaname = 'public'",
+        )
+        if leftovers:
+            raise MigrationCheckFailed(f"{machine.name}: tables left after every down migration: {leftovers}")
+        for migration in migrations:
+            apply_file(machine, scratch, migration.up, psql)
+        second = _schema(machine, scratch, psql)
+        if first != second:
+            diff = [line for line in second.splitlines() if line not in first.splitlines()][:10]
+            raise MigrationCheckFailed(
+                f"{machine.name}: up -> down -> up does not rebuild the same schema; new lines: {diff}"
+            )
+        if report is not None:
+            report.round_trip = True
+    finally:
+        machine.execute(psql.command("postgres", f"-c {shlex.quote(f'DROP DATABASE IF EXISTS {scratch}')}"))
+
+
+def check_rerun_is_noop(machine: Machine, database: str, migrate_unit: str, *, psql: Psql = Psql(),
+                        report: MigrationReport | None = None) -> None:
+    """Restarting the (oneshot) migrate unit leaves version, dirty flag and schema unchanged."""
+    before = (psql.query(machine, database, "SELECT version, dirty FROM schema_migrations"),
+              _schema(machine, database, psql))
+    status, output = machine.execute(f"systemctl restart {shlex.quote(migrate_unit)} 2>&1")
+    if status != 0:
+        _, journal = machine.execute(f"journalctl --no-pager -n 20 -u {shlex.quote(migrate_unit)}")
+        raise MigrationCheckFailed(f"{machine.name}: re-running {migrate_unit} failed: {output.strip()}\n{journal}")
+    after = (psql.query(machine, database, "SELECT version, dirty FROM schema_migrations"),
+             _schema(machine, database, psql))
+    if before != after:
+        raise MigrationCheckFailed(
+            f"{machine.name}: re-running {migrate_unit} changed the database (version {before[0]} -> {after[0]})"
+        )
+    if report is not None:
+        report.rerun_noop = True
+
+
+def check_migrations(
+    machine: Machine,
+    *,
+    database: str,
+    directory: str,
+    required_extensions: Sequence[str] = ("vector", "pgcrypto"),
+    migrate_unit: str | None = None,
+    round_trip: bool = True,
+    psql: Psql = Psql(),
+) -> MigrationReport:
+    """Every check above, in order; returns what was observed, raises at the first failure."""
+    report = MigrationReport(database)
+    with machine.nested(f"checking migrations of {database} from {directory}"):
+        migrations = list_migrations(machine, directory)
+        check_applied(machine, database, migrations, psql, report)
+        check_extensions(machine, database, required_extensions, psql, report)
+        if round_trip:
+            check_round_trip(machine, migrations, psql=psql, report=report)
+        if migrate_unit:
+            check_rerun_is_noop(machine, database, migrate_unit, psql=psql, report=report)
+    return report

@@ -1,0 +1,150 @@
+"""Lifecycle on real VMs: death mid-command, shutdown, crash, and CLI runs that fail, time out or are killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vmtest.errors import MachineError
+from vmtest.runtime.driver import Driver
+
+from ..conftest import RECIPES, vm_processes
+
+pytestmark = pytest.mark.vm
+MINIMAL = RECIPES / "minimal.toml"
+
+
+def vmtest_cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vmtest.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_vm_killed_mid_command_gives_a_clear_error(make_driver: Callable[..., Driver]) -> None:
+    driver = make_driver(f"victim={MINIMAL}")
+    machine = driver.machines[0]
+    machine.wait_for_unit("multi-user.target")
+    assert machine.process is not None
+    threading.Timer(2, lambda: os.kill(machine.process.pid, signal.SIGKILL)).start()  # type: ignore[union-attr]
+    started = time.monotonic()
+    with pytest.raises(MachineError) as raised:
+        machine.execute("sleep 600")
+    assert time.monotonic() - started < 30, "a dead VM must not hang the caller"
+    message = str(raised.value)
+    assert "victim" in message and "sleep 600" in message and "Console log:" in message
+    assert not machine.is_up()
+
+
+def test_shutdown_crash_and_restart(make_driver: Callable[..., Driver]) -> None:
+    driver = make_driver(f"cycle={MINIMAL}")
+    machine = driver.machines[0]
+    machine.succeed("echo persisted > /root/state")
+    machine.shutdown()
+    assert not machine.is_up() and machine.process is not None and machine.process.returncode == 0
+    machine.start()
+    assert machine.succeed("cat /root/state") == "persisted\n", "the disk overlay survives a reboot"
+    machine.crash()
+    assert not machine.is_up()
+
+
+def test_upstream_style_script_runs_unchanged(tmp_path: Path) -> None:
+    script = tmp_path / "upstream.py"
+    script.write_text(
+        "start_all()\n"
+        'machine.wait_for_unit("multi-user.target")\n'
+        'machine.succeed("systemctl is-active multi-user.target")\n'
+        "with subtest('hostname'):\n"
+        '    t.assertEqual(machine.succeed("hostname").strip(), "machine")\n'
+    )
+    process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(tmp_path / "out"))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    names = [case.get("name") for case in suite.iter("testcase")]
+    assert names == ["main", "hostname"]
+    assert not list(suite.iter("failure"))
+
+
+def test_failing_script_writes_junit_and_leaves_no_process(tmp_path: Path) -> None:
+    before = vm_processes()
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "start_all()\n"
+        "with subtest('passes'):\n"
+        '    machine.succeed("true")\n'
+        "with subtest('fails'):\n"
+        '    machine.succeed("echo about to fail; exit 4")\n'
+    )
+    out = tmp_path / "out"
+    process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(out))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output
+    assert "fails.py, line 5" in output and "exit code 4" in output
+    cases = {case.get("name"): case for case in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+    assert cases["passes"].find("failure") is None
+    failure = cases["fails"].find("failure")
+    assert failure is not None and "exit code 4" in (failure.get("message") or "")
+    assert (out / "vmtest-run.json").is_file() and (out / "serial" / "machine.log").is_file()
+    assert vm_processes() == before
+
+
+def test_sigterm_and_global_timeout_reap_everything(tmp_path: Path) -> None:
+    before = vm_processes()
+    script = tmp_path / "slow.py"
+    script.write_text("start_all()\nmachine.wait_for_unit('multi-user.target')\nmachine.succeed('sleep 600')\n")
+    process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(tmp_path / "a"))
+    deadline = time.monotonic() + 120
+    while len(vm_processes()) < len(before) + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(vm_processes()) >= len(before) + 2, "QEMU and vde_switch should be running"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "terminated (SIGTERM)" in output
+    assert (tmp_path / "a" / "junit.xml").is_file()
+    assert vm_processes() == before
+
+    process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(tmp_path / "b"),
+                         "--global-timeout", "8")
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    assert "global timeout of 8.00 s reached" in output
+    assert '"outcome": "timed out"' in (tmp_path / "b" / "vmtest-run.json").read_text()
+    assert vm_processes() == before
+
+
+def test_bad_input_is_reported_without_booting(tmp_path: Path) -> None:
+    malformed = tmp_path / "malformed.py"
+    malformed.write_text("start_all()\nif True\n    pass\n")
+    process = vmtest_cli("run", str(malformed), "--machines", f"machine={MINIMAL}")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"testScript {malformed} is malformed: line 2" in output
+    process = vmtest_cli("run", str(malformed), "--machines", "machine=/nonexistent/recipe.toml")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "line 2" in output  # the script is checked first
+    good = tmp_path / "good.py"
+    good.write_text("start_all()\n")
+    process = vmtest_cli("run", str(good), "--machines", "machine=/nonexistent/recipe.toml")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "recipe /nonexistent/recipe.toml: file not found" in output
+
+
+def test_unknown_package_names_recipe_and_package(tmp_path: Path) -> None:
+    recipe = tmp_path / "typo.toml"
+    recipe.write_text('suite = "trixie"\npackages = ["nginx-lite-does-not-exist"]\n')
+    env = {**os.environ, "VMTEST_CACHE": str(tmp_path / "cache")}
+    process = vmtest_cli("build", str(recipe), env=env)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 2, output
+    assert f"recipe {recipe}: packages: nginx-lite-does-not-exist: no such package in Debian trixie/amd64" in output

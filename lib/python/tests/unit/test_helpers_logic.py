@@ -1,0 +1,138 @@
+"""Pure logic of the helpers, with a fake Machine (the real proofs are in tests/integration)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmtest import health, logs, migrations
+from vmtest.machine_api import driver_timeout
+from vmtest.report import Report
+
+
+class OldDriverMachine:
+    """Shaped like a pre-2026 driver Machine: int timeouts only."""
+
+    name = "old"
+
+    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                timeout: int | None = 900) -> tuple[int, str]:
+        return 0, ""
+
+
+class NewDriverMachine:
+    """Shaped like a 2026 driver Machine: timedelta timeouts."""
+
+    name = "new"
+
+    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                timeout: "timedelta | None" = None) -> tuple[int, str]:  # noqa: UP037 - like upstream
+        return 0, ""
+
+
+def test_timeouts_take_the_form_each_driver_wants() -> None:
+    assert driver_timeout(OldDriverMachine(), 2.5) == 3  # type: ignore[arg-type]
+    assert driver_timeout(NewDriverMachine(), 2.5) == timedelta(seconds=3)  # type: ignore[arg-type]
+    assert driver_timeout(OldDriverMachine(), timedelta(minutes=1)) == 60  # type: ignore[arg-type]
+
+
+def test_redactor_values_and_patterns() -> None:
+    redactor = logs.Redactor()
+    redactor.add_env_text(
+        "# comment\nALICIA_LLM_API_KEY=test-api-key\n"
+        "ALICIA_LIVEKIT_API_SECRET='Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4='\n"
+        "SHORT=ab\n"
+    )
+    text = (
+        "key test-api-key and secret Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4= here\n"
+        "OPENAI_API_KEY=sk-abcdefghijklmnopqrstuv\n"
+        '{"api_key": "zzz-unlisted-value", "name": "ab"}\n'
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig\n"
+        "postgres://alicia:alicia-test-password@localhost/alicia\n"
+        "password: hunter2hunter2\n"
+    )
+    redacted = redactor.redact(text)
+    for secret in ("test-api-key", "Fm2gvy8t", "sk-abcdef", "zzz-unlisted-value", "eyJhbGci",
+                   "alicia-test-password", "hunter2"):
+        assert secret not in redacted, secret
+    assert "key [REDACTED] and secret [REDACTED] here" in redacted
+    assert '"name": "ab"' in redacted, "too-short values are not redacted everywhere"
+    assert "postgres://alicia:[REDACTED]@localhost/alicia" in redacted
+
+
+def test_psql_failure_is_parsed() -> None:
+    output = (
+        "psql:/usr/share/alicia/migrations/003_x.up.sql:2: ERROR:  syntax error at or near \"TABEL\"\n"
+        "LINE 1: CREATE TABEL typo (id int);\n"
+        "               ^\n"
+        "CREATE TABEL typo (id int);\n"
+    )
+    failure = migrations.parse_psql_failure(output, "fallback.sql")
+    assert failure.file == "/usr/share/alicia/migrations/003_x.up.sql" and failure.line == 2
+    assert failure.statement == "CREATE TABEL typo (id int);"
+    assert 'syntax error at or near "TABEL"' in failure.error
+    assert "003_x.up.sql line 2" in str(failure)
+    unknown = migrations.parse_psql_failure("could not connect", "f.sql")
+    assert unknown.file == "f.sql" and "could not connect" in unknown.error
+
+
+def test_http_probe_output_and_body_checks() -> None:
+    raw = "200\n3\n" + base64.b64encode(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: b\r\n").decode()
+    raw += "\n" + base64.b64encode(json.dumps({"status": "ok", "db": {"ok": True}}).encode()).decode() + "\n"
+    observation = health._parse_http_output("http://x/health", raw)
+    assert (observation.status, observation.attempts) == (200, 3)
+    assert observation.headers == {"content-type": "application/json", "x-a": "b"}
+    assert health._body_problem(observation, {"status": "ok", "db": {"ok": True}}) is None
+    assert "does not contain" in (health._body_problem(observation, {"status": "degraded"}) or "")
+    assert "predicate raised KeyError" in (health._body_problem(observation, lambda d: d["missing"]) or "")
+    assert health._header_problem(observation, {"X-A": "b", "Content-Type": "*"}) is None
+    assert "expected 'c'" in (health._header_problem(observation, {"X-A": "c"}) or "")
+    broken = health._parse_http_output("http://x", "garbage")
+    assert broken.status == 0 and "no HTTP response" in broken.describe()
+
+
+def test_http_probe_script_is_valid_bash_and_backs_off() -> None:
+    script = health.http_probe_script("http://server/health?a=1&b=2", 200, 1.5, 2, health.Backoff(0.05, 0.4, 0.2))
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+    # the backoff function on its own: 50 ms doubling to the 400 ms cap, with jitter
+    steps = subprocess.run(
+        ["bash", "-c", health.Backoff(0.05, 0.4, 0.2).shell()
+         + "sleep() { :; }; for i in 1 2 3 4 5; do vmtest_sleep; echo $vmtest_ms; done"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert steps == ["100", "200", "400", "400", "400"]
+
+
+def test_unit_observation_states() -> None:
+    oneshot = health.UnitObservation("m.service", {
+        "Type": "oneshot", "ActiveState": "inactive", "SubState": "dead", "Result": "success",
+        "ExecMainExitTimestampMonotonic": "5000000",
+    })
+    assert oneshot.ready and not oneshot.failed and oneshot.ready_at_us == 5_000_000
+    restarting = health.UnitObservation("a.service", {
+        "Type": "simple", "ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+    })
+    assert restarting.failed and not restarting.ready
+    assert health.UnitObservation("f", {"ActiveState": "failed"}).failed
+
+
+def test_report_summary_and_junit(tmp_path: Path) -> None:
+    report = Report(tmp_path, name="unit")
+    with report.case("ok"):
+        pass
+    with pytest.raises(ValueError), report.case("bad"):
+        raise ValueError("nope")
+    report.observe("things", {"path": tmp_path, "list": (1, 2)})
+    junit, summary_path = report.write()
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    assert summary["tests"] == {"total": 2, "passed": 1, "failed": 1} and summary["result"] == "failed"
+    assert summary["things"] == {"path": str(tmp_path), "list": [1, 2]}
+    assert 'message="ValueError: nope"' in junit.read_text()
+    empty = Report(tmp_path / "e")
+    assert empty.summary()["result"] == "failed", "a run that recorded nothing has not passed"

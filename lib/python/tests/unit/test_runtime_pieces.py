@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from vmtest.accel import Accelerator
+from vmtest.errors import RequestedAssertionFailed
+from vmtest.image.builder import Image
+from vmtest.image.recipe import load_recipe
+from vmtest.runtime.logger import JunitLogger
+from vmtest.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
+
+
+def config(tmp_path: Path, name: str, number: int, arch: str = "amd64") -> MachineConfig:
+    recipe_path = tmp_path / f"{name}.toml"
+    recipe_path.write_text(f'arch = "{arch}"\n')
+    image = Image(tmp_path, load_recipe(recipe_path), "6.12")
+    return MachineConfig(name, image, Accelerator("tcg", "test", "x86_64"), number, vlans=(1, 2))
+
+
+def test_start_script_is_hermetic_and_follows_the_contract(tmp_path: Path) -> None:
+    server = config(tmp_path, "server", 2)
+    text = start_script(server, hosts_lines([server]))
+    assert "restrict=on" in text and "hostfwd" not in text
+    assert '"$@"' in text and "${QEMU_OPTS:-}" in text and "${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}" in text
+    assert "$SHARED_DIR" in text and "mount_tag=shared" in text and "NIX_DISK_IMAGE" in text
+    assert 'sock="$QEMU_VDE_SOCKET_2"' in text and "mac=52:54:00:12:02:02" in text
+    params = kernel_params(server, "192.168.1.2 server\n")
+    assert "systemd.hostname=server" in params and "vmtest.if=52:54:00:12:01:02,192.168.1.2/24" in params
+    arm = config(tmp_path, "arm", 1, "arm64")
+    assert "qemu-system-aarch64" in start_script(arm, "") and "console=ttyAMA0" in kernel_params(arm, "")
+
+
+def test_junit_has_a_case_per_subtest_and_failures(tmp_path: Path) -> None:
+    junit = JunitLogger(tmp_path / "junit.xml")
+    junit.properties["machine.accelerator"] = "tcg"
+    with junit.subtest("good"):
+        junit.log("fine")
+    with pytest.raises(RequestedAssertionFailed), junit.subtest("bad"):
+        raise RequestedAssertionFailed("it broke")
+    junit.close()
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    assert list(cases) == ["main", "good", "bad"]
+    assert cases["good"].find("failure") is None
+    assert "it broke" in (cases["bad"].find("failure").get("message") or "")  # type: ignore[union-attr]
+    assert root.find(".//property[@name='machine.accelerator']").get("value") == "tcg"  # type: ignore[union-attr]
