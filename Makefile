@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps venv lint test test-unit test-vm bench clean
+.PHONY: deps venv lint test test-unit e2e bench clean
 
 deps:
 	./scripts/install-system-deps.sh
@@ -28,6 +28,14 @@ test-unit: venv
 ## The whole suite: lint, unit tests, and the integration tests that boot real VMs.
 test: deps venv lint
 	cd lib/python && ../../$(PY) -m pytest tests -v $(PYTEST_ARGS)
+
+## The e2e suite (server + client VMs, 12 browser tests) on the portable runtime.
+E2E_OUT ?= out/e2e
+e2e: deps venv
+	rm -rf $(E2E_OUT)
+	$(VENV)/bin/vmtest run e2e-test/test_script.py --machines e2e-test/machines.toml --out $(E2E_OUT); \
+	  status=$$?; echo "e2e: artifacts in $(abspath $(E2E_OUT)) (summary.json, junit.xml, logs/, screenshots/)"; \
+	  exit $$status
 
 bench: deps venv
 	cd lib/python && ../../$(PY) -m vmtest.bench --cold \

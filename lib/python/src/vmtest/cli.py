@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_BAD_INPUT
     out_dir = Path(args.out).resolve()
-    junit = JunitLogger(Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "junit.xml",
+    junit = JunitLogger(Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "vmtest-junit.xml",
                         suite_name=f"vmtest {script_path.stem}")
     for config in configs:
         junit.properties[f"{config.name}.arch"] = config.arch
@@ -154,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
                             help="name=recipe.toml[,…], a recipe, or a TOML file with [machines.<name>]")
     run_parser.add_argument("--out", "-o", default="out", help="output directory (default: ./out)")
     run_parser.add_argument("--interactive", "-I", action="store_true", help="open a ptpython shell")
-    run_parser.add_argument("--junit-xml", help="JUnit report path (default: OUT/junit.xml)")
+    run_parser.add_argument("--junit-xml", help="the driver's JUnit report (default: OUT/vmtest-junit.xml)")
     run_parser.add_argument("--global-timeout", type=float, default=3600, metavar="S")
     run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
                             dest="keep_machine_state")

@@ -55,3 +55,12 @@ def run(machine: Machine, command: str, timeout: Timeout) -> tuple[int, str]:
 def out_dir(machine: Machine) -> Any:
     """The driver's output directory as the machine knows it (``$out`` under Nix)."""
     return machine.out_dir  # type: ignore[attr-defined]
+
+
+def copy_from_machine(machine: Machine, source: str, target_dir: str = "") -> None:
+    """Copy a guest path to ``<out_dir>/<target_dir>/`` with whichever name the driver has.
+
+    ``copy_from_machine`` since 2026, ``copy_from_vm`` before (nixpkgs #478109).
+    """
+    copy = getattr(machine, "copy_from_machine", None) or getattr(machine, "copy_from_vm")
+    copy(source, target_dir)

@@ -15,8 +15,8 @@ import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,6 +60,15 @@ class Report:
             raise
         self.cases.append(CaseResult(name, time.monotonic() - started, True, "", self.name))
 
+    @contextmanager
+    def step(self, name: str, subtest: Callable[[str], AbstractContextManager[Any]] | None = None) -> Iterator[None]:
+        """One test step: the driver's ``subtest`` (log section, its JUnit) and a case of this report."""
+        with ExitStack() as stack:
+            if subtest is not None:
+                stack.enter_context(subtest(name))
+            stack.enter_context(self.case(name))
+            yield
+
     def add_junit_file(self, path: Path, suite_name: str | None = None) -> list[CaseResult]:
         """Fold a JUnit XML file (e.g. from Playwright in the guest) in as suites of their own."""
         root = ET.parse(path).getroot()
@@ -89,9 +98,18 @@ class Report:
         self.observations[key] = _plain(value)
 
     def observe_machine(self, machine: Machine, units: Sequence[str] = ()) -> dict[str, Any]:
-        """Record what ``machine`` reports now: architecture, virtualisation, failed units, unit states."""
+        """Record what ``machine`` reports now: architecture, virtualisation, failed units, unit states.
+
+        A machine that is down (``is_up()`` false) is recorded as such, not booted again.
+        """
+        is_up = getattr(machine, "is_up", None)
+        if callable(is_up) and not is_up():
+            record_down: dict[str, Any] = {"up": False}
+            self.observations.setdefault("machines", {})[machine.name] = record_down
+            return record_down
         _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
         record: dict[str, Any] = {
+            "up": True,
             "architecture": machine.succeed("uname -m").strip(),
             "virtualisation": virt.strip() or "none",
             "accelerator": {"kvm": "kvm", "qemu": "tcg"}.get(virt.strip(), virt.strip() or "unknown"),

@@ -69,7 +69,7 @@ def test_upstream_style_script_runs_unchanged(tmp_path: Path) -> None:
     process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(tmp_path / "out"))
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
-    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    suite = ET.parse(tmp_path / "out" / "vmtest-junit.xml").getroot()
     names = [case.get("name") for case in suite.iter("testcase")]
     assert names == ["main", "hostname"]
     assert not list(suite.iter("failure"))
@@ -90,7 +90,7 @@ def test_failing_script_writes_junit_and_leaves_no_process(tmp_path: Path) -> No
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 1, output
     assert "fails.py, line 5" in output and "exit code 4" in output
-    cases = {case.get("name"): case for case in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+    cases = {case.get("name"): case for case in ET.parse(out / "vmtest-junit.xml").getroot().iter("testcase")}
     assert cases["passes"].find("failure") is None
     failure = cases["fails"].find("failure")
     assert failure is not None and "exit code 4" in (failure.get("message") or "")
@@ -111,7 +111,7 @@ def test_sigterm_and_global_timeout_reap_everything(tmp_path: Path) -> None:
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "terminated (SIGTERM)" in output
-    assert (tmp_path / "a" / "junit.xml").is_file()
+    assert (tmp_path / "a" / "vmtest-junit.xml").is_file()
     assert vm_processes() == before
 
     process = vmtest_cli("run", str(script), "--machines", f"machine={MINIMAL}", "--out", str(tmp_path / "b"),

@@ -84,3 +84,11 @@ def test_machine_specs(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", '[machines.web]\nrecipe = "server.toml"\nvlans = [0]\n')
     with pytest.raises(RecipeError, match="vlans must be a list of numbers 1-255"):
         parse_machine_specs([str(bad)])
+
+
+def test_cache_key_does_not_depend_on_the_checkout_location(tmp_path: Path) -> None:
+    for place in ("a", "b"):
+        (tmp_path / place).mkdir()
+        write(tmp_path / place / "data", "same content")
+        write(tmp_path / place / "r.toml", '[files."/etc/data"]\nsource = "data"\n')
+    assert image_key(load_recipe(tmp_path / "a" / "r.toml")) == image_key(load_recipe(tmp_path / "b" / "r.toml"))

@@ -245,17 +245,35 @@ def _group_id(root: Path, group: str) -> int:
 def place_files(root: Path, recipe: Recipe) -> None:
     """Write the recipe's files with their modes and owners."""
     for spec in recipe.files:
+        if spec.source is not None and Path(spec.source).is_dir():
+            # Directories keep their files' modes (executables stay executable).
+            shutil.copytree(spec.source, root / spec.path.lstrip("/"), dirs_exist_ok=True)
+            _chown_tree(root, recipe, spec.path, spec.owner)
+            continue
         text = spec.text if spec.text is not None else Path(str(spec.source)).read_text()
         _write(root, spec.path, text, int(spec.mode, 8))
-        user, _, group = spec.owner.partition(":")
-        try:
-            uid = _ids(root, user)[0] if not user.isdigit() else int(user)
-            gid = _group_id(root, group or user) if not (group or user).isdigit() else int(group or user)
-        except KeyError as missing:
-            raise ImageBuildError(
-                f"recipe {recipe.path}: files.{spec.path!r}: owner {spec.owner!r}: no such user or group {missing}"
-            ) from None
+        uid, gid = _owner_ids(root, recipe, spec.path, spec.owner)
         os.chown(root / spec.path.lstrip("/"), uid, gid)
+
+
+def _owner_ids(root: Path, recipe: Recipe, path: str, owner: str) -> tuple[int, int]:
+    user, _, group = owner.partition(":")
+    group = group or user
+    try:
+        uid = int(user) if user.isdigit() else _ids(root, user)[0]
+        gid = int(group) if group.isdigit() else _group_id(root, group)
+    except KeyError as missing:
+        raise ImageBuildError(
+            f"recipe {recipe.path}: files.{path!r}: owner {owner!r}: no such user or group {missing}"
+        ) from None
+    return uid, gid
+
+
+def _chown_tree(root: Path, recipe: Recipe, path: str, owner: str) -> None:
+    uid, gid = _owner_ids(root, recipe, path, owner)
+    top = root / path.lstrip("/")
+    for member in [top, *top.rglob("*")]:
+        os.lchown(member, uid, gid)
 
 
 def configure_units(root: Path, recipe: Recipe) -> None:

@@ -31,7 +31,7 @@ _KNOWN_KEYS = {
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A file placed in the image: inline ``text`` or a ``source`` path (resolved)."""
+    """A file placed in the image: inline ``text`` or a ``source`` path (a file, or a directory copied whole)."""
 
     path: str
     text: str | None = None
@@ -90,10 +90,17 @@ class Recipe:
         body = asdict(self)
         body.pop("path")
         body.pop("vm")  # VM settings do not change the image
+        # Sources count by content (below), not by where the checkout happens to be.
+        body["files"] = [{**spec, "source": spec["source"] is not None} for spec in body["files"]]
         digest.update(json.dumps(body, sort_keys=True, default=str).encode())
         for spec in self.files:
-            if spec.source is not None:
-                digest.update(Path(spec.source).read_bytes())
+            if spec.source is None:
+                continue
+            source = Path(spec.source)
+            members = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+            for member in members:
+                digest.update(str(member.relative_to(source) if source.is_dir() else "").encode())
+                digest.update(member.read_bytes())
         digest.update(builder_version.encode())
         digest.update(extra)
         return digest.hexdigest()[:16]
@@ -166,7 +173,7 @@ def _file_specs(path: Path, raw: object) -> tuple[FileSpec, ...]:
             raise _fail(path, item, "give exactly one of 'text' and 'source'")
         if source is not None:
             resolved = (base / source).resolve()
-            if not resolved.is_file():
+            if not resolved.exists():
                 raise _fail(path, item, f"source file {resolved} does not exist")
             source = str(resolved)
         mode = str(spec.get("mode", "0644"))

@@ -1,0 +1,2 @@
+ALTER TABLE tools DROP COLUMN mcp_server_id;
+DROP TABLE mcp_servers;

@@ -1,0 +1,67 @@
+"""Browser setup for the smoke tests: the system Chromium, fake media devices, artifacts per test."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "/tmp/e2e"))
+SERVER = os.environ.get("E2E_SERVER", "http://server")
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+# Under TCG emulation a page does in seconds what takes milliseconds under KVM.
+TIMEOUT_MS = int(os.environ.get("E2E_TIMEOUT_MS", "45000"))
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--unsafely-treat-insecure-origin-as-secure={SERVER}",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "base_url": SERVER, "viewport": {"width": 1280, "height": 800},
+            "permissions": ["microphone"]}
+
+
+@pytest.fixture(autouse=True)
+def page_setup(page: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """Long timeouts, and a screenshot of every test's last state in screenshots/browser/."""
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    shots = ARTIFACTS / "screenshots" / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    try:
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    except Exception as error:  # a crashed page must not hide the test's own failure
+        print(f"screenshot of {name} failed: {error}")
+
+
+@pytest.fixture
+def app(page: Page) -> Page:
+    """The app, loaded and ready."""
+    page.goto("/")
+    expect(page.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
+    return page

@@ -1,0 +1,96 @@
+# The Alicia e2e testScript. One file for both runtimes:
+#   nix build .#checks.x86_64-linux.e2e      (the NixOS test driver; vmtest via extraPythonPackages)
+#   make e2e                                 (vmtest's portable runtime on Debian VMs)
+# Both machine flavours provide the same guest interface: the units below, /etc/alicia/env,
+# /etc/alicia/migrations, and the `e2e-run-browser-tests` command on the client.
+# Artifacts land in the driver's output directory ($out under Nix) with seed 000's layout:
+#   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json
+from pathlib import Path
+
+from vmtest import health, logs, migrations
+from vmtest.machine_api import copy_from_machine
+from vmtest.report import Report
+
+out = Path(driver.out_dir)  # noqa: F821 - the driver's namespace
+CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"]
+MOCKS = ["alicia-llm-mock.service", "alicia-livekit.service"]
+HEALTHY = {"status": "ok", "database": "ok"}
+report = Report(out, name="alicia-e2e")
+redactor = logs.Redactor()
+redactor.add(
+    # the seed's test secrets, declared up front so they are redacted even if the server dies early
+    "test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=",
+)
+
+
+def collect_artifacts() -> None:
+    for machine, sources, dest in (
+        (server, logs.alicia_server_sources(), "logs"),  # noqa: F821
+        (client, logs.standard_sources(), "logs/client"),  # noqa: F821
+    ):
+        logs.collect_logs(machine, sources, dest=dest, redactor=redactor)
+        try:
+            machine.screenshot(str(out / "screenshots" / "desktop" / f"{machine.name}.png"))
+        except Exception as error:  # a dead machine has no screen; the logs say why
+            machine.log(f"no desktop screenshot: {error}")
+
+
+try:
+    start_all()  # noqa: F821
+
+    with report.step("server stack comes up in order", subtest):  # noqa: F821
+        chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)  # noqa: F821
+        report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
+        report.observe("stack_healthy_after_s", round(chain.elapsed, 2))
+        redactor.add_env_file(server, "/etc/alicia/env")  # noqa: F821
+
+    with report.step("backend health, from the server", subtest):  # noqa: F821
+        backend = health.wait_for_http(server, "http://127.0.0.1:8888/health", json_subset=HEALTHY)  # noqa: F821
+        report.observe("health_backend", {"status": backend.status, "body": backend.json()})
+
+    with report.step("health through nginx, from the client", subtest):  # noqa: F821
+        client.wait_for_unit("multi-user.target")  # noqa: F821
+        proxied = health.wait_for_http(
+            client, "http://server/health", json_subset=HEALTHY,  # noqa: F821
+            headers={"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"},
+        )
+        report.observe("health_proxied", {"status": proxied.status, "body": proxied.json()})
+
+    with report.step("migrations applied, reversible and idempotent", subtest):  # noqa: F821
+        report.observe("migrations", migrations.check_migrations(
+            server, database="alicia", directory="/etc/alicia/migrations",  # noqa: F821
+            required_extensions=("vector", "pgcrypto"), migrate_unit="alicia-migrate.service",
+        ))
+
+    with report.step("browser smoke tests (Playwright on the client)", subtest):  # noqa: F821
+        for unit in MOCKS:
+            server.wait_for_unit(unit)  # noqa: F821
+        # Detached: a long guest command in one blocking execute() would hide progress and
+        # hang on any background process; the exit status comes back through a file.
+        client.succeed(  # noqa: F821
+            "rm -rf /tmp/e2e && mkdir -p /tmp/e2e && "
+            "systemd-run --unit=e2e-browser-tests --collect "
+            "/bin/sh -c 'e2e-run-browser-tests /tmp/e2e > /tmp/e2e/pytest.log 2>&1; echo $? > /tmp/e2e/exit-status'"
+        )
+        client.wait_for_file("/tmp/e2e/exit-status", timeout=1800)  # noqa: F821
+        status = int(client.succeed("cat /tmp/e2e/exit-status").strip())  # noqa: F821
+        copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")  # noqa: F821
+        client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")  # noqa: F821
+        copy_from_machine(client, "/tmp/e2e/screenshots/browser", "screenshots")  # noqa: F821
+        copy_from_machine(client, "/tmp/e2e/test-results", "")  # noqa: F821
+        copy_from_machine(client, "/tmp/e2e/pytest.log", "logs/client")  # noqa: F821
+        browser_cases = report.add_junit_file(out / "junit-browser.xml", "browser")
+        report.observe("browser_tests", {"exit_status": status, "cases": len(browser_cases),
+                                         "failed": [case.name for case in browser_cases if not case.passed]})
+        if status != 0:
+            failed = [f"{case.name}: {case.message}" for case in browser_cases if not case.passed]
+            raise AssertionError(f"browser tests failed (exit {status}):\n" + "\n".join(failed))
+finally:
+    for machine, units in ((server, CHAIN + MOCKS), (client, [])):  # noqa: F821
+        try:
+            report.observe_machine(machine, units)
+        except Exception as error:  # observing must never hide the test's own failure
+            report.observe(f"{machine.name}_unobservable", str(error))
+    collect_artifacts()
+    report.write()
+    report.print_table()
