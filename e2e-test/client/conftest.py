@@ -21,9 +21,11 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    # Empty E2E_CHROMIUM (the Nix client): Playwright's own browsers from PLAYWRIGHT_BROWSERS_PATH.
+    executable = {"executable_path": CHROMIUM} if CHROMIUM else {}
     return {
         **browser_type_launch_args,
-        "executable_path": CHROMIUM,
+        **executable,
         "args": [
             "--no-sandbox",
             "--disable-gpu",

@@ -55,8 +55,11 @@ def test_03_send_message(app: Page) -> None:
 def test_04_receive_ai_reply(app: Page) -> None:
     conversation = new_conversation(app)
     send(app, "What can you do?")
+    # Whichever comes first, the reply or an error: a failure must say why, not just time out.
+    banner = app.get_by_test_id("error-banner")
+    expect(app.get_by_test_id("message-assistant").or_(banner).first).to_be_visible()
+    assert banner.is_hidden(), f"the assistant reply failed: {banner.text_content()}"
     expect(app.get_by_test_id("message-assistant").last).to_have_text("Mock reply to: What can you do?")
-    expect(app.get_by_test_id("error-banner")).to_be_hidden()
     stored = app.request.get(f"/api/v1/conversations/{conversation}/messages").json()["messages"]
     assert [(m["role"], m["content"], m["completion_status"]) for m in stored] == [
         ("user", "What can you do?", "completed"),

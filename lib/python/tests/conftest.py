@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,15 @@ from vmtest.runtime.driver import Driver
 from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 
 RECIPES = Path(__file__).parent / "recipes"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# pytest tears fixtures down on KeyboardInterrupt but not on SIGTERM: without this, a CI
+# timeout or `kill` would leave the fixtures' QEMUs running.
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 def vm_processes() -> list[str]:

@@ -99,6 +99,15 @@ class RawHarness:
             self.process.wait()
 
 
+def _round_trips(run_true: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.monotonic()
+        run_true()
+        samples.append(time.monotonic() - started)
+    return samples
+
+
 def _runtime_boot(script: Path, work: Path, name: str, round_trips: int) -> tuple[float, float, list[float]]:
     logger = CompositeLogger([])
     machine = QemuMachine(work, work, str(script), logger, name=name)
@@ -109,11 +118,7 @@ def _runtime_boot(script: Path, work: Path, name: str, round_trips: int) -> tupl
         marker = machine.connected_at - machine.started_at
         machine.succeed("systemctl is-system-running --wait")
         running = time.monotonic() - machine.started_at
-        samples = []
-        for _ in range(round_trips):
-            started = time.monotonic()
-            machine.execute("true")
-            samples.append(time.monotonic() - started)
+        samples = _round_trips(lambda: machine.execute("true"), round_trips)
         machine.shutdown()
         return marker, running, samples
     finally:
@@ -128,11 +133,7 @@ def _raw_boot(script: Path, work: Path, round_trips: int) -> tuple[float, float,
         if status != 0:
             raise RuntimeError("raw boot did not reach 'running'")
         running = time.monotonic() - harness.started
-        samples = []
-        for _ in range(round_trips):
-            started = time.monotonic()
-            harness.execute("true")
-            samples.append(time.monotonic() - started)
+        samples = _round_trips(lambda: harness.execute("true"), round_trips)
         harness.stop()
         return marker, running, samples
     finally:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmtest import probes
 from vmtest.machine_api import Machine, run
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
 
@@ -236,11 +237,6 @@ def _probe_loop(machine: Machine, description: str, probe: str, want_success: bo
     return elapsed
 
 
-def tcp_probe(port: int, host: str = "127.0.0.1", attempt_timeout: float = 2) -> str:
-    """Bash that succeeds if ``host:port`` accepts a TCP connection (bash /dev/tcp, no netcat)."""
-    return f"timeout {attempt_timeout:g} bash -c {shlex.quote(f': < /dev/tcp/{host}/{int(port)}')} 2>/dev/null"
-
-
 def wait_for_tcp_port(machine: Machine, port: int, host: str = "127.0.0.1", *, closed: bool = False,
                       timeout: Timeout = 120, backoff: Backoff = DEFAULT_BACKOFF) -> float:
     """Wait until ``host:port`` accepts (or, with ``closed``, refuses) TCP connections, seen from ``machine``.
@@ -248,15 +244,14 @@ def wait_for_tcp_port(machine: Machine, port: int, host: str = "127.0.0.1", *, c
     Returns the seconds waited; raises HealthCheckFailed on timeout.
     """
     state = "closed" if closed else "open"
-    return _probe_loop(machine, f"TCP {host}:{port} to be {state}", tcp_probe(port, host), not closed,
+    return _probe_loop(machine, f"TCP {host}:{port} to be {state}", probes.tcp_open(port, host), not closed,
                        timeout, backoff)
 
 
 def wait_for_unix_socket(machine: Machine, path: str, *, timeout: Timeout = 120,
                          backoff: Backoff = DEFAULT_BACKOFF) -> float:
     """Wait until a process listens on the Unix stream socket ``path`` (``ss``, no netcat)."""
-    quoted = shlex.quote(path)
-    probe = f"test -S {quoted} && ss -Hxl src {quoted} | grep -q ."
+    probe = probes.unix_socket_listening(path)
     return _probe_loop(machine, f"unix socket {path} to accept connections", probe, True, timeout, backoff)
 
 

@@ -18,7 +18,7 @@ import gzip
 import re
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +27,16 @@ from vmtest.machine_api import Machine, run
 
 COMPRESS_OVER_BYTES = 10 * 1024 * 1024
 REDACTED = "[REDACTED]"
-# Common shapes of secrets, redacted whatever their value.
-SECRET_PATTERNS = (
-    re.compile(r"(?i)\b([A-Z0-9_]*(?:API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Z0-9_]*)(\s*[=:]\s*)(\"?)[^\s\"',;]+"),
-    re.compile(r"(?i)(\"[a-z0-9_]*(?:api_?key|secret|token|password)[a-z0-9_]*\"\s*:\s*\")[^\"]+(\")"),
-    re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),
-    re.compile(r"(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"),
+Replacement = str | Callable[[re.Match[str]], str]
+# Common shapes of secrets, redacted whatever their value: (pattern, replacement).
+SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
+    (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Z0-9_]*)(\s*[=:]\s*)(\"?)[^\s\"',;]+"),
+     lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}"),
+    (re.compile(r"(?i)(\"[a-z0-9_]*(?:api_?key|secret|token|password)[a-z0-9_]*\"\s*:\s*\")[^\"]+(\")"),
+     lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}"),
+    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m.group(1)} {REDACTED}"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"), REDACTED),
+    (re.compile(r"(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"), lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}"),
 )
 
 
@@ -42,7 +45,7 @@ class Redactor:
     """Replaces declared secret values and common secret patterns with ``[REDACTED]``."""
 
     values: set[str] = field(default_factory=set)
-    patterns: Sequence[re.Pattern[str]] = SECRET_PATTERNS
+    patterns: Sequence[tuple[re.Pattern[str], Replacement]] = SECRET_PATTERNS
 
     def add(self, *values: str) -> None:
         """Declare secret values (too-short values are ignored: they would redact everything)."""
@@ -64,11 +67,9 @@ class Redactor:
         """``text`` with every declared value and secret pattern replaced."""
         for value in sorted(self.values, key=len, reverse=True):
             text = text.replace(value, REDACTED)
-        text = self.patterns[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}", text)
-        text = self.patterns[1].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
-        text = self.patterns[2].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-        text = self.patterns[3].sub(REDACTED, text)
-        return self.patterns[4].sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
+        for pattern, replacement in self.patterns:
+            text = pattern.sub(replacement, text)
+        return text
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class Machine(Protocol):
 
     def log(self, msg: str) -> None: ...
 
-    def nested(self, msg: str, attrs: dict[str, str] | None = None) -> Any: ...
+    # Upstream's is nested(msg, attrs={}); a Protocol must not demand more than every driver has.
+    def nested(self, msg: str) -> Any: ...
 
 
 def accepts_timedelta(machine: Machine) -> bool:
@@ -52,15 +53,12 @@ def run(machine: Machine, command: str, timeout: Timeout) -> tuple[int, str]:
     return machine.execute(command, timeout=driver_timeout(machine, timeout))
 
 
-def out_dir(machine: Machine) -> Any:
-    """The driver's output directory as the machine knows it (``$out`` under Nix)."""
-    return machine.out_dir  # type: ignore[attr-defined]
-
-
 def copy_from_machine(machine: Machine, source: str, target_dir: str = "") -> None:
     """Copy a guest path to ``<out_dir>/<target_dir>/`` with whichever name the driver has.
 
     ``copy_from_machine`` since 2026, ``copy_from_vm`` before (nixpkgs #478109).
     """
-    copy = getattr(machine, "copy_from_machine", None) or getattr(machine, "copy_from_vm")
+    copy = getattr(machine, "copy_from_machine", None) or getattr(machine, "copy_from_vm", None)
+    if copy is None:
+        raise AttributeError(f"{machine.name} has neither copy_from_machine nor copy_from_vm")
     copy(source, target_dir)

@@ -114,10 +114,19 @@ def parse_psql_failure(output: str, fallback_file: str) -> MigrationFailure:
         return MigrationFailure(fallback_file, None, "(unknown)", output.strip()[-500:] or "psql failed")
     rest = output[match.end():].splitlines()
     detail = [line for line in rest if line.startswith(("LINE ", "DETAIL:", "HINT:"))]
-    # psql echoes the failed statement after the error (and its caret lines)
-    statement_lines = [line for line in rest if line and not line.startswith(("LINE ", "DETAIL:", "HINT:", "psql:"))
-                       and not line.strip().startswith("^")]
-    statement = " ".join(part.strip() for part in statement_lines).strip() or "(not echoed)"
+    # --echo-errors prints the failed statement as "psql:FILE:LINE: STATEMENT:  …" (continued
+    # on the following lines); older psql prints it bare after the caret lines.
+    statement_lines: list[str] = []
+    for index, line in enumerate(rest):
+        marker = re.match(r"^psql:[^:]+:\d+: STATEMENT:\s*(.*)$", line)
+        if marker:
+            statement_lines = [marker.group(1)]
+            statement_lines += [more for more in rest[index + 1:] if not more.startswith("psql:")]
+            break
+    else:
+        statement_lines = [line for line in rest if line and not line.startswith(("LINE ", "DETAIL:", "HINT:", "psql:"))
+                           and not line.strip().startswith("^")]
+    statement = " ".join(part.strip() for part in statement_lines if part.strip()) or "(not echoed)"
     error = match.group("error").strip() + (f" ({'; '.join(detail)})" if detail else "")
     return MigrationFailure(match.group("file"), int(match.group("line")), statement[:500], error)
 
@@ -172,13 +181,19 @@ def check_extensions(machine: Machine, database: str, required: Sequence[str],
 def _schema(machine: Machine, database: str, psql: Psql) -> str:
     return machine.succeed(
         f"runuser -u {shlex.quote(psql.user)} -- pg_dump --schema-only --no-owner --no-privileges "
-        f"-d {shlex.quote(database)} | grep -v '^--' | grep -v '^SET ' | grep -v '^SELECT pg_catalog' | sed '/^$/d'"
+        f"-d {shlex.quote(database)} | grep -v -e '^--' -e '^SET ' -e '^SELECT pg_catalog' "
+        # pg_dump >= 17.6 brackets every dump with a random "\restrict KEY" line
+        "-e '^.restrict ' -e '^.unrestrict ' | sed '/^$/d'"
     )
 
 
 def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scratch: str = "vmtest_migrations",
-                     psql: Psql = Psql(), report: MigrationReport | None = None) -> None:
+                     extensions: Sequence[str] = (), psql: Psql = Psql(),
+                     report: MigrationReport | None = None) -> None:
     """In a scratch database: every up, every down in reverse, every up again; the schemas must match.
+
+    ``extensions`` are created in the scratch database first, as the real
+    database has them from outside the migrations (e.g. an init script).
 
     Raises MigrationCheckFailed for a missing down, a failing file (with its
     statement and error), a down that leaves tables behind, or a second up
@@ -190,6 +205,8 @@ def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scrat
     psql.query(machine, "postgres", f"DROP DATABASE IF EXISTS {scratch}")
     psql.query(machine, "postgres", f"CREATE DATABASE {scratch}")
     try:
+        for extension in extensions:
+            psql.query(machine, scratch, f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
         for migration in migrations:
             apply_file(machine, scratch, migration.up, psql)
         first = _schema(machine, scratch, psql)
@@ -251,7 +268,7 @@ def check_migrations(
         check_applied(machine, database, migrations, psql, report)
         check_extensions(machine, database, required_extensions, psql, report)
         if round_trip:
-            check_round_trip(machine, migrations, psql=psql, report=report)
+            check_round_trip(machine, migrations, extensions=required_extensions, psql=psql, report=report)
         if migrate_unit:
             check_rerun_is_noop(machine, database, migrate_unit, psql=psql, report=report)
     return report

@@ -134,14 +134,14 @@ def test_migrations_pass_and_fail(server: QemuMachine) -> None:
     assert report.round_trip and report.rerun_noop
     assert {"vector", "pgcrypto"} <= set(report.extensions) and report.extensions["vector"].startswith("0.")
 
-    broken = "/root/broken-migrations"
+    broken = "/srv/broken-migrations"  # readable by the postgres user (/root is not)
     server.succeed(f"cp -r /usr/share/svc/migrations {broken}", f"chmod -R a+rX {broken}",
                    "printf 'CREATE TABLE ok_one (id int);\\nCREATE TABEL typo (id int);\\n' "
                    f"> {broken}/003_typo.up.sql",
                    f"echo 'DROP TABLE ok_one;' > {broken}/003_typo.down.sql")
     listed = migrations.list_migrations(server, broken)
     with pytest.raises(migrations.MigrationCheckFailed) as raised:
-        migrations.check_round_trip(server, listed)
+        migrations.check_round_trip(server, listed, extensions=["vector"])
     message = str(raised.value)
     assert f"{broken}/003_typo.up.sql line 2" in message
     assert 'syntax error at or near "TABEL"' in message
@@ -149,7 +149,7 @@ def test_migrations_pass_and_fail(server: QemuMachine) -> None:
 
     server.succeed(f"rm {broken}/001_init.down.sql")
     with pytest.raises(migrations.MigrationCheckFailed, match="up migrations without a down"):
-        migrations.check_round_trip(server, migrations.list_migrations(server, broken))
+        migrations.check_round_trip(server, migrations.list_migrations(server, broken), extensions=["vector"])
 
     with pytest.raises(migrations.MigrationCheckFailed, match=r"svc is at version 2, the newest migration is 3"):
         migrations.check_applied(server, "svc", listed)

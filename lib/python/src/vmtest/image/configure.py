@@ -195,7 +195,6 @@ def install_test_instrumentation(root: Path, recipe: Recipe) -> None:
         "x-systemd.device-timeout=5 0 0\n",
     )
     _write(root, "/etc/hostname", "vmtest\n")
-    _write(root, "/etc/resolv.conf", "")
     for unit in ("serial-getty@hvc0.service", f"serial-getty@{serial}.service", *NOISY_UNITS):
         _mask(root, unit)
     _run(recipe, "test instrumentation", ["usermod", "--root", str(root), "-p", "", "root"])
@@ -285,6 +284,47 @@ def configure_units(root: Path, recipe: Recipe) -> None:
     _run(recipe, "default target", ["systemctl", f"--root={root}", "set-default", "multi-user.target"])
 
 
+PIP_PLATFORMS = {
+    "amd64": ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "arm64": ("manylinux_2_34_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
+}
+
+
+def install_pip_packages(root: Path, recipe: Recipe) -> None:
+    """Install the recipe's ``pip`` requirements: wheels fetched by the host, installed offline in the image.
+
+    The host's pip (and its registry configuration) does the network part, for
+    the image's Python version and architecture; the image needs python3-pip.
+    """
+    if not recipe.pip:
+        return
+    versions = sorted(
+        (match.group(1) for p in root.glob("usr/bin/python3.*") if (match := re.fullmatch(r"python(3\.\d+)", p.name))),
+        key=lambda version: int(version.split(".")[1]),
+    )
+    if not versions or not (root / "usr/lib/python3/dist-packages/pip").is_dir():
+        raise ImageBuildError(f"recipe {recipe.path}: pip: the image needs the packages python3 and python3-pip")
+    wheels = root / "tmp/vmtest-wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    platforms = [arg for platform in PIP_PLATFORMS[recipe.arch] for arg in ("--platform", platform)]
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheels), "--only-binary=:all:",
+         "--implementation", "cp", "--python-version", versions[-1], *platforms, *recipe.pip],
+        capture_output=True, text=True, check=False,
+    )
+    if download.returncode != 0:
+        raise ImageBuildError(
+            f"recipe {recipe.path}: pip: {' '.join(recipe.pip)}: cannot download wheels for Python "
+            f"{versions[-1]} on {recipe.arch}: {download.stderr.strip()[-1500:]}"
+        )
+    try:
+        _run(recipe, "pip", ["chroot", str(root), "python3", "-m", "pip", "install", "--quiet", "--no-index",
+                             "--find-links", "/tmp/vmtest-wheels", "--break-system-packages",
+                             "--no-warn-script-location", *recipe.pip])
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
+
+
 def run_setup(root: Path, recipe: Recipe) -> None:
     """Run the recipe's setup commands in the image (under emulation for foreign arches)."""
     for number, command in enumerate(recipe.setup, 1):
@@ -309,7 +349,10 @@ def configure(root: Path, recipe: Recipe, foreign_packages: list[str] | None = N
     add_groups_and_users(root, recipe)
     place_files(root, recipe)
     configure_units(root, recipe)
+    install_pip_packages(root, recipe)
     run_setup(root, recipe)
+    # Test VMs have no name server: nothing in a test may depend on the outside.
+    _write(root, "/etc/resolv.conf", "")
     # Leave no apt lists or caches in the image: they only cost disk and build time.
     for leftover in ("var/lib/apt/lists", "var/cache/apt/archives"):
         shutil.rmtree(root / leftover, ignore_errors=True)

@@ -25,7 +25,7 @@ _UNIT = re.compile(r"^[A-Za-z0-9@_.:\\-]+\.(service|socket|timer|target|mount|pa
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")
 _KNOWN_KEYS = {
     "name", "suite", "arch", "packages", "files", "users", "groups",
-    "enable", "mask", "setup", "vm", "include",
+    "enable", "mask", "setup", "vm", "include", "pip",
 }
 
 
@@ -77,6 +77,7 @@ class Recipe:
     enable: tuple[str, ...] = ()
     mask: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
     vm: VmSpec = field(default_factory=VmSpec)
 
     @property
@@ -259,5 +260,6 @@ def load_recipe(path: str | Path) -> Recipe:
         enable=tuple(units["enable"]),
         mask=tuple(units["mask"]),
         setup=tuple(_str_list(path, data, "setup")),
+        pip=tuple(_str_list(path, data, "pip")),
         vm=vm,
     )

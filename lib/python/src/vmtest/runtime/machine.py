@@ -18,7 +18,6 @@ import re
 import select
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,8 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmtest import probes
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.runtime.logger import AbstractLogger
+from vmtest.runtime.process import terminate_group
 from vmtest.runtime.qmp import QMPClient
 from vmtest.runtime.retry import retry
 from vmtest.timeouts import Timeout, format_seconds, to_seconds, to_whole_seconds
@@ -476,14 +477,7 @@ class QemuMachine:
         """Tear down: kill QEMU (and its process group), close sockets, join the serial reader."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        terminate_group(self.process)
         self._close()
         if self.serial_thread is not None:
             self.serial_thread.join(timeout=5)
@@ -617,27 +611,17 @@ class QemuMachine:
         """Wait until ``filename`` exists in the guest (``test -e``, unquoted like upstream)."""
         self._wait(f"file {filename}", f"test -e {filename}", True, timeout)
 
-    @staticmethod
-    def _port_probe(port: int, addr: str) -> str:
-        # bash's /dev/tcp needs no netcat in the guest
-        return f"timeout 5 bash -c {shlex.quote(f': < /dev/tcp/{addr}/{int(port)}')} 2>/dev/null"
-
     def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: Timeout = 900) -> None:
-        """Wait until something accepts TCP connections on ``addr:port`` in the guest."""
-        self._wait(f"TCP port {addr}:{port} to open", self._port_probe(port, addr), True, timeout)
+        """Wait until something accepts TCP connections on ``addr:port`` in the guest (no netcat needed)."""
+        self._wait(f"TCP port {addr}:{port} to open", probes.tcp_open(port, addr), True, timeout)
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: Timeout = 900) -> None:
         """Wait until nothing accepts TCP connections on ``addr:port``."""
-        self._wait(f"TCP port {addr}:{port} to close", self._port_probe(port, addr), False, timeout)
+        self._wait(f"TCP port {addr}:{port} to close", probes.tcp_open(port, addr), False, timeout)
 
     def wait_for_open_unix_socket(self, addr: str, is_datagram: bool = False, timeout: Timeout = 900) -> None:
-        """Wait until a process listens on the Unix socket ``addr`` (``ss``, no netcat)."""
-        quoted = shlex.quote(addr)
-        if is_datagram:
-            probe = f"test -S {quoted} && ss -Hxa src {quoted} | grep -q '^u_dgr'"
-        else:
-            probe = f"test -S {quoted} && ss -Hxl src {quoted} | grep -q ."
-        self._wait(f"unix socket {addr}", probe, True, timeout)
+        """Wait until a process listens on the Unix socket ``addr`` (``ss``, no netcat needed)."""
+        self._wait(f"unix socket {addr}", probes.unix_socket_listening(addr, is_datagram), True, timeout)
 
     # -- console ---------------------------------------------------------------------------
 

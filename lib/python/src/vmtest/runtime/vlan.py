@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from vmtest.errors import MachineError
 from vmtest.runtime.logger import AbstractLogger
+from vmtest.runtime.process import terminate_group
 
 
 class VLan:
@@ -45,12 +44,5 @@ class VLan:
 
     def stop(self) -> None:
         """Stop the switch (and anything in its process group)."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        terminate_group(self.process)
         os.environ.pop(f"QEMU_VDE_SOCKET_{self.nr}", None)

@@ -1,0 +1,66 @@
+# The e2e suite's packages: the reference `alicia` (replace it through the flake's overlay with
+# the real Alicia), the hermetic service mocks, and the client's browser tests.
+{ pkgs, lib ? pkgs.lib }:
+let
+  appPython = pkgs.python3.withPackages (ps: [ ps.aiohttp ps.psycopg ]);
+  testPython = pkgs.python3.withPackages (ps: [ ps.pytest ps.pytest-playwright ps.playwright ]);
+in
+rec {
+  # Alicia's package contract (seed 000): bin/alicia (`alicia server`), bin/alicia-migrate,
+  # share/alicia/migrations/NNN_*.{up,down}.sql, share/alicia/frontend/.
+  alicia = pkgs.stdenvNoCC.mkDerivation {
+    pname = "alicia-reference";
+    version = "0.1.0";
+    src = ../app;
+    nativeBuildInputs = [ pkgs.makeWrapper ];
+    installPhase = ''
+      runHook preInstall
+      mkdir -p $out/bin $out/lib/alicia $out/share/alicia
+      cp -r alicia_ref $out/lib/alicia/
+      cp -r migrations frontend $out/share/alicia/
+      makeWrapper ${appPython}/bin/python3 $out/bin/alicia \
+        --add-flags "-m alicia_ref" --prefix PYTHONPATH : $out/lib/alicia
+      install -Dm755 alicia-migrate $out/libexec/alicia-migrate
+      makeWrapper $out/libexec/alicia-migrate $out/bin/alicia-migrate \
+        --prefix PATH : ${lib.makeBinPath [ pkgs.postgresql_17 pkgs.coreutils ]}
+      runHook postInstall
+    '';
+    meta.mainProgram = "alicia";
+  };
+
+  alicia-mocks = pkgs.stdenvNoCC.mkDerivation {
+    pname = "alicia-e2e-mocks";
+    version = "0.1.0";
+    src = ../mocks;
+    nativeBuildInputs = [ pkgs.makeWrapper ];
+    installPhase = ''
+      mkdir -p $out/bin $out/lib
+      cp *.py $out/lib/
+      makeWrapper ${appPython}/bin/python3 $out/bin/alicia-llm-mock --add-flags $out/lib/llm_mock.py
+      makeWrapper ${appPython}/bin/python3 $out/bin/alicia-livekit-standin --add-flags $out/lib/livekit_standin.py
+    '';
+  };
+
+  # The 12 smoke tests, runnable as `e2e-run-browser-tests OUTDIR` (the Debian client has the same command).
+  alicia-e2e-client-tests = pkgs.stdenvNoCC.mkDerivation {
+    pname = "alicia-e2e-client-tests";
+    version = "0.1.0";
+    src = ../client;
+    nativeBuildInputs = [ pkgs.makeWrapper ];
+    installPhase = ''
+      mkdir -p $out/share/e2e-tests $out/bin
+      cp *.py pytest.ini $out/share/e2e-tests/
+      makeWrapper ${pkgs.writeShellScript "e2e-run-browser-tests" ''
+        out=''${1:-/tmp/e2e}
+        mkdir -p "$out"
+        cd ${placeholder "out"}/share/e2e-tests
+        export E2E_ARTIFACTS="$out" PYTHONDONTWRITEBYTECODE=1
+        exec ${testPython}/bin/python3 -m pytest -v -p no:cacheprovider \
+          --junitxml="$out/junit-browser.xml" --screenshot only-on-failure \
+          --tracing retain-on-failure --output "$out/test-results" .
+      ''} $out/bin/e2e-run-browser-tests \
+        --set PLAYWRIGHT_BROWSERS_PATH ${pkgs.playwright-driver.browsers} \
+        --set E2E_CHROMIUM ""
+    '';
+  };
+}

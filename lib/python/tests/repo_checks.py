@@ -1,0 +1,142 @@
+"""Checks of the repository's Nix side that run without building anything.
+
+Each function returns a list of problems (empty: the check passed), so the
+tests can run them on the real tree and on copies with planted errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+# Path literals in Nix: ./x, ../x (not inside strings' ${…} or URLs).
+_NIX_PATH = re.compile(r"(?<![\w/.$])(\.\.?/[A-Za-z0-9_./+-]+)")
+_REV = re.compile(r"^[0-9a-f]{40}$")
+_NAR_HASH = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
+
+
+def nix_files(root: Path = REPO) -> list[Path]:
+    skip = {".git", ".venv", "node_modules", "out"}
+    return sorted(p for p in root.rglob("*.nix") if not skip & set(p.relative_to(root).parts))
+
+
+def parse_problems(root: Path = REPO) -> list[str]:
+    """Every .nix file parses (nix-instantiate --parse)."""
+    problems = []
+    for path in nix_files(root):
+        result = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            problems.append(f"{path.relative_to(root)}: {result.stderr.strip().splitlines()[-1]}")
+    return problems
+
+
+def _strip_strings_and_comments(text: str) -> str:
+    text = re.sub(r"#[^\n]*", "", text)
+    # ''…'' strings hold shell: paths there are the guest's, not the repository's
+    return re.sub(r"''.*?''", "''", text, flags=re.DOTALL)
+
+
+def missing_path_problems(root: Path = REPO) -> list[str]:
+    """Every ./ or ../ path literal in a .nix file exists."""
+    problems = []
+    for path in nix_files(root):
+        for literal in _NIX_PATH.findall(_strip_strings_and_comments(path.read_text())):
+            target = (path.parent / literal.rstrip(".;")).resolve()
+            if not target.exists():
+                problems.append(f"{path.relative_to(root)}: {literal} does not exist")
+    return problems
+
+
+def test_script_problems(root: Path = REPO) -> list[str]:
+    """The testScript a Nix check reads is the file the portable runtime (make e2e) runs."""
+    problems = []
+    default = root / "e2e-test/nix/default.nix"
+    match = re.search(r"testScript\s*=\s*builtins\.readFile\s+(\S+?);", default.read_text())
+    if not match:
+        return [f"{default.relative_to(root)}: no `testScript = builtins.readFile PATH;`"]
+    nix_script = (default.parent / match.group(1)).resolve()
+    make_match = re.search(r"vmtest run (\S+) --machines", (root / "Makefile").read_text())
+    if not make_match:
+        return ["Makefile: the e2e target does not `vmtest run SCRIPT --machines …`"]
+    portable_script = (root / make_match.group(1)).resolve()
+    if nix_script != portable_script:
+        problems.append(f"the Nix check runs {nix_script}, make e2e runs {portable_script}")
+    if not nix_script.is_file():
+        problems.append(f"{nix_script} does not exist")
+    return problems
+
+
+def lock_problems(root: Path = REPO) -> list[str]:
+    """flake.lock is version 7 JSON whose nixpkgs node is fully locked."""
+    try:
+        lock = json.loads((root / "flake.lock").read_text())
+    except (OSError, ValueError) as error:
+        return [f"flake.lock: {error}"]
+    problems = []
+    if lock.get("version") != 7 or lock.get("root") not in lock.get("nodes", {}):
+        problems.append("flake.lock: expected version 7 with a root node")
+    root_inputs = lock.get("nodes", {}).get(lock.get("root"), {}).get("inputs", {})
+    node = lock.get("nodes", {}).get(root_inputs.get("nixpkgs", ""), {})
+    locked = node.get("locked", {})
+    checks = {
+        "type": locked.get("type") == "github",
+        "owner": locked.get("owner") == "NixOS",
+        "repo": locked.get("repo") == "nixpkgs",
+        "rev": bool(_REV.match(str(locked.get("rev", "")))),
+        "narHash": bool(_NAR_HASH.match(str(locked.get("narHash", "")))),
+        "lastModified": isinstance(locked.get("lastModified"), int) and locked["lastModified"] > 1_700_000_000,
+    }
+    problems += [f"flake.lock: nixpkgs locked.{key} is missing or malformed" for key, ok in checks.items() if not ok]
+    flake = (root / "flake.nix").read_text()
+    ref = node.get("original", {}).get("ref")
+    if ref and f"github:NixOS/nixpkgs/{ref}" not in flake:
+        problems.append(f"flake.lock: original ref {ref!r} is not the nixpkgs url in flake.nix")
+    return problems
+
+
+def workflow_problems(root: Path = REPO) -> list[str]:
+    """Workflows are YAML with `on` and jobs that each have runs-on and steps (actionlint when present)."""
+    problems = []
+    workflows = sorted((root / ".github/workflows").glob("*.yml"))
+    if not workflows:
+        return [".github/workflows: no workflows"]
+    for path in workflows:
+        name = path.relative_to(root)
+        try:
+            document = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            problems.append(f"{name}: not YAML: {error}")
+            continue
+        if not isinstance(document, dict):
+            problems.append(f"{name}: not a mapping")
+            continue
+        # YAML 1.1 reads a bare `on:` key as True
+        if "on" not in document and True not in document:
+            problems.append(f"{name}: no `on:` trigger")
+        jobs = document.get("jobs")
+        if not isinstance(jobs, dict) or not jobs:
+            problems.append(f"{name}: no jobs")
+            continue
+        for job, body in jobs.items():
+            if not isinstance(body, dict) or "runs-on" not in body or not body.get("steps"):
+                problems.append(f"{name}: job {job!r} needs runs-on and steps")
+                continue
+            for step in body["steps"]:
+                if not isinstance(step, dict) or not ({"run", "uses"} & set(step)):
+                    problems.append(f"{name}: job {job!r} has a step with neither run nor uses")
+    actionlint = shutil.which("actionlint")
+    if actionlint:
+        result = subprocess.run([actionlint, "-no-color", *map(str, workflows)], capture_output=True, text=True,
+                                cwd=root)
+        if result.returncode != 0:
+            problems += [line for line in result.stdout.splitlines() if line.strip()]
+    return problems
+
+
+ALL_CHECKS = (parse_problems, missing_path_problems, test_script_problems, lock_problems, workflow_problems)

@@ -1,0 +1,71 @@
+"""The repository's Nix-side checks pass on the tree and fail on planted errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .. import repo_checks
+from ..repo_checks import REPO
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of what the checks read, to plant errors in."""
+    target = tmp_path / "repo"
+    for part in ("flake.nix", "flake.lock", "Makefile"):
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / part, target / part)
+    for folder in ("e2e-test", ".github", "lib/python/src", "machines", "tests"):
+        if (REPO / folder).exists():
+            shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "lib/python/package.nix", target / "lib/python/package.nix")
+    shutil.copy(REPO / "lib/python/pyproject.toml", target / "lib/python/pyproject.toml")
+    (target / "lib/python/tests").mkdir(exist_ok=True)
+    return target
+
+
+@pytest.mark.parametrize("check", repo_checks.ALL_CHECKS, ids=lambda check: check.__name__)
+def test_the_repository_passes(check: object) -> None:
+    assert check() == []  # type: ignore[operator]
+
+
+def test_a_parse_error_is_found(copy: Path) -> None:
+    (copy / "e2e-test/nix/client.nix").write_text("{ pkgs, ... }: { broken = ; }\n")
+    problems = repo_checks.parse_problems(copy)
+    assert len(problems) == 1 and problems[0].startswith("e2e-test/nix/client.nix")
+
+
+def test_a_missing_path_is_found(copy: Path) -> None:
+    (copy / "e2e-test/nix/log-collector.nix").unlink()
+    assert repo_checks.missing_path_problems(copy) == [
+        "e2e-test/nix/server.nix: ./log-collector.nix does not exist"
+    ]
+
+
+def test_a_diverging_test_script_is_found(copy: Path) -> None:
+    default = copy / "e2e-test/nix/default.nix"
+    default.write_text(default.read_text().replace("../test_script.py", "./other_script.py"))
+    problems = repo_checks.test_script_problems(copy)
+    assert any("make e2e runs" in problem for problem in problems)
+
+
+def test_an_incomplete_lock_is_found(copy: Path) -> None:
+    lock = json.loads((copy / "flake.lock").read_text())
+    del lock["nodes"]["nixpkgs"]["locked"]["narHash"]
+    lock["nodes"]["nixpkgs"]["locked"]["rev"] = "main"
+    (copy / "flake.lock").write_text(json.dumps(lock))
+    problems = repo_checks.lock_problems(copy)
+    assert "flake.lock: nixpkgs locked.narHash is missing or malformed" in problems
+    assert "flake.lock: nixpkgs locked.rev is missing or malformed" in problems
+
+
+def test_a_broken_workflow_is_found(copy: Path) -> None:
+    (copy / ".github/workflows/broken.yml").write_text("name: x\non: push\njobs:\n  a:\n    steps: []\n")
+    (copy / ".github/workflows/notyaml.yml").write_text("jobs: [unclosed\n")
+    problems = repo_checks.workflow_problems(copy)
+    assert any("broken.yml: job 'a' needs runs-on and steps" in p for p in problems)
+    assert any("notyaml.yml: not YAML" in p for p in problems)
