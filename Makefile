@@ -19,7 +19,7 @@ $(VENV)/.installed: lib/python/pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	cd lib/python && ../../$(VENV)/bin/ruff check src tests
+	cd lib/python && ../../$(VENV)/bin/ruff check src tests ../../e2e-test
 	cd lib/python && ../../$(VENV)/bin/mypy
 
 test-unit: venv

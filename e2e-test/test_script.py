@@ -66,11 +66,13 @@ try:
         for unit in MOCKS:
             server.wait_for_unit(unit)  # noqa: F821
         # Detached: a long guest command in one blocking execute() would hide progress and
-        # hang on any background process; the exit status comes back through a file.
+        # hang on any background process; the exit status comes back through a file, and the
+        # output also goes to the journal, which the test VMs forward to the serial console.
         client.succeed(  # noqa: F821
             "rm -rf /tmp/e2e && mkdir -p /tmp/e2e && "
-            "systemd-run --unit=e2e-browser-tests --collect "
-            "/bin/sh -c 'e2e-run-browser-tests /tmp/e2e > /tmp/e2e/pytest.log 2>&1; echo $? > /tmp/e2e/exit-status'"
+            "systemd-run --unit=e2e-browser-tests --collect /usr/bin/env bash -c "
+            "'e2e-run-browser-tests /tmp/e2e 2>&1 | tee /tmp/e2e/pytest.log; "
+            "echo ${PIPESTATUS[0]} > /tmp/e2e/exit-status'"
         )
         client.wait_for_file("/tmp/e2e/exit-status", timeout=1800)  # noqa: F821
         status = int(client.succeed("cat /tmp/e2e/exit-status").strip())  # noqa: F821

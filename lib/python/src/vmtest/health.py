@@ -347,7 +347,10 @@ class UnitObservation:
 def observe_units(machine: Machine, units: Sequence[str]) -> list[UnitObservation]:
     """Every unit's state in one ``systemctl show`` call."""
     names = " ".join(shlex.quote(unit) for unit in units)
-    output = machine.succeed(f"systemctl show --no-pager -p {','.join(_PROPERTIES)} {names}")
+    # execute, not succeed: a poll loop should not log every query
+    status, output = machine.execute(f"systemctl show --no-pager -p {','.join(_PROPERTIES)} {names} 2>&1")
+    if status != 0:
+        raise HealthCheckFailed(f"{machine.name}: systemctl show {names} failed (exit {status}): {output.strip()}")
     blocks = [block for block in output.strip().split("\n\n") if block.strip()]
     observations = []
     for unit, block in zip(units, blocks, strict=False):
