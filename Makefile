@@ -40,7 +40,7 @@ e2e: deps venv
 bench: deps venv
 	cd lib/python && ../../$(PY) -m vmtest.bench --cold \
 	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
-	  --output ../../bench/results.json
+	  --helpers-recipe tests/recipes/services.toml --output ../../bench/results.json
 
 clean:
 	rm -rf $(VENV) out bench/results.json

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -202,12 +203,84 @@ def bench_image_builds(recipe_paths: list[Path], cold: bool, log: Callable[[str]
     return record
 
 
+def _readiness_trial(machine: QemuMachine, trial: int, wait: Callable[[], object]) -> float:
+    """Seconds from the service being ready (its console line) to ``wait`` returning."""
+    machine.succeed("systemctl stop healthsvc.service")
+    # Earlier readiness lines (boot, previous trials) are still queued: drop them first.
+    while not machine._console_queue.empty():
+        machine._console_queue.get_nowait()
+    ready_at: list[float] = []
+
+    def watch_console() -> None:
+        machine.wait_for_console_text("healthsvc-ready", timeout=120)
+        ready_at.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch_console, daemon=True)
+    watcher.start()
+    machine.succeed(f"systemd-run --on-active=2 --unit=bench-start-{trial} systemctl start healthsvc.service")
+    wait()
+    returned = time.monotonic()
+    watcher.join(timeout=120)
+    if not ready_at:
+        raise RuntimeError("the service never printed its readiness line")
+    return returned - ready_at[0]
+
+
+def bench_helpers(recipe_path: Path, trials: int, journal_mb: int, log: Callable[[str], None]) -> Record:
+    """Readiness latency of health.wait_for_http against an upstream-style 1 s wait_until_succeeds
+    loop, on the same machine in the same run; and collecting a journal of ``journal_mb`` MB."""
+    from vmtest import health, logs
+
+    recipe = load_recipe(recipe_path)
+    config = MachineConfig("server", build_image(recipe), select_accelerator(recipe.machine_arch), 1, vlans=())
+    url = "http://127.0.0.1:8888/health"
+    record: Record = {"accelerator": config.accelerator.name}
+    with tempfile.TemporaryDirectory(prefix="vmtest-bench-") as directory:
+        work = Path(directory)
+        script = write_start_script(config, "", work)
+        machine = QemuMachine(work, work, str(script), CompositeLogger([]), name="server")
+        try:
+            health.wait_for_unit_chain(machine, ["svc-migrate.service", "healthsvc.service"], timeout=600)
+            ours, upstream = [], []
+            for trial in range(trials):
+                ours.append(_readiness_trial(
+                    machine, 2 * trial, lambda: health.wait_for_http(machine, url, timeout=60)))
+                upstream.append(_readiness_trial(
+                    machine, 2 * trial + 1, lambda: machine.wait_until_succeeds(f"curl -sf {url}", timeout=60)))
+                log(f"readiness trial {trial + 1}: vmtest {ours[-1]:.3f} s, upstream-style {upstream[-1]:.3f} s")
+            record["readiness_latency_s"] = {"vmtest_wait_for_http": _stats(ours),
+                                             "upstream_wait_until_succeeds_1s": _stats(upstream)}
+            machine.succeed(
+                "mkdir -p /etc/systemd/journald.conf.d",
+                "printf '[Journal]\\nRateLimitBurst=0\\nForwardToConsole=no\\n' "
+                "> /etc/systemd/journald.conf.d/bench.conf",
+                "systemctl restart systemd-journald",
+                f"head -c {journal_mb * 3 // 4 * 1024 * 1024} /dev/urandom | base64 -w 150 | systemd-cat -t bench",
+            )
+            size = int(machine.succeed("journalctl -t bench -o cat | wc -c").strip())
+            started = time.monotonic()
+            collected = logs.collect_logs(machine, [logs.command("bench.log", "journalctl -t bench -o cat")],
+                                          out_dir=work, dest="collected")
+            seconds = time.monotonic() - started
+            record["log_collection"] = {"journal_bytes": size, "seconds": round(seconds, 2),
+                                        "written_bytes": collected[0].size,
+                                        "written_file": collected[0].path.name if collected[0].path else None,
+                                        "mb_per_s": round(size / 1e6 / seconds, 1)}
+            log(f"collected a {size / 1e6:.0f} MB journal in {seconds:.1f} s")
+        finally:
+            machine.release()
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vmtest.bench", description=__doc__)
     parser.add_argument("--recipe", action="append", type=Path, required=True, help="recipe to boot (repeatable)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--round-trips", type=int, default=30)
     parser.add_argument("--cold", action="store_true", help="also time cold image builds")
+    parser.add_argument("--helpers-recipe", type=Path, help="also benchmark the helpers on this machine")
+    parser.add_argument("--readiness-trials", type=int, default=5)
+    parser.add_argument("--journal-mb", type=int, default=60)
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
 
@@ -223,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.recipe:
         recipe = load_recipe(path)
         results["boot"][recipe.machine_arch] = bench_architecture(path, args.runs, args.round_trips, log)
+    if args.helpers_recipe:
+        results["helpers"] = bench_helpers(args.helpers_recipe, args.readiness_trials, args.journal_mb, log)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     log(f"results written to {args.output}")
