@@ -72,10 +72,15 @@ try:
             "rm -rf /tmp/e2e && mkdir -p /tmp/e2e && "
             "systemd-run --unit=e2e-browser-tests --collect /usr/bin/env bash -c "
             "'e2e-run-browser-tests /tmp/e2e 2>&1 | tee /tmp/e2e/pytest.log; "
-            "echo ${PIPESTATUS[0]} > /tmp/e2e/exit-status'"
+            # $$: systemd would expand ${…} in the unit's command line itself
+            "echo $${PIPESTATUS[0]} > /tmp/e2e/exit-status'"
         )
         client.wait_for_file("/tmp/e2e/exit-status", timeout=1800)  # noqa: F821
-        status = int(client.succeed("cat /tmp/e2e/exit-status").strip())  # noqa: F821
+        status_text = client.succeed("cat /tmp/e2e/exit-status").strip()  # noqa: F821
+        if not status_text.isdigit():
+            tail = client.succeed("tail -n 30 /tmp/e2e/pytest.log || true")  # noqa: F821
+            raise AssertionError(f"the browser tests wrote no exit status ({status_text!r}); pytest.log:\n{tail}")
+        status = int(status_text)
         copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")  # noqa: F821
         client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")  # noqa: F821
         copy_from_machine(client, "/tmp/e2e/screenshots/browser", "screenshots")  # noqa: F821

@@ -26,9 +26,18 @@ signal.signal(signal.SIGTERM, _interrupt)
 
 
 def vm_processes() -> list[str]:
-    """Every running qemu-system or vde_switch process (to prove none is left behind)."""
-    result = subprocess.run(["pgrep", "-a", "-f", "qemu-system|vde_switch"], capture_output=True, text=True)
-    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+    """Every live qemu-system or vde_switch process (to prove none is left behind).
+
+    Zombies are dead already: they only wait for a parent (here, sometimes a PID 1
+    that never reaps) and are not counted.
+    """
+    result = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True, check=True)
+    live = []
+    for line in result.stdout.splitlines():
+        _, stat, args = line.strip().split(None, 2) if len(line.split()) >= 3 else (line, "", "")
+        if not stat.startswith("Z") and ("qemu-system" in args or "vde_switch" in args):
+            live.append(line.strip())
+    return live
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ class RawHarness:
         ]
         env = {**os.environ, "TMPDIR": str(state), "SHARED_DIR": str(state), "USE_TMPDIR": "1"}
         self.started = time.monotonic()
-        self.process = subprocess.Popen(f"{script} {shlex.join(args)}", shell=True, cwd=state, env=env,
+        self.process = subprocess.Popen(f"exec {script} {shlex.join(args)}", shell=True, cwd=state, env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         self.shell, _ = server.accept()

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from vmtest.accel import select_accelerator
-from vmtest.errors import ImageBuildError, MachineError, RecipeError, RequestedAssertionFailed
+from vmtest.errors import ImageBuildError, MachineError, RecipeError
 from vmtest.image.builder import build_image
 from vmtest.image.recipe import load_recipe
 from vmtest.runtime.driver import Driver, script_traceback
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 driver.outcome = "terminated"
                 logger.log_test_error("terminated (SIGTERM)")
                 code = 128 + signal.SIGTERM
-            except (RequestedAssertionFailed, MachineError) as error:
+            except (AssertionError, MachineError) as error:  # helpers' failures are AssertionErrors too
                 driver.outcome = "timed out" if driver.timed_out else "failed"
                 frames = script_traceback(error, script_path)
                 logger.log_test_error(f"{type(error).__name__}: {error}" + (f"\n{frames}" if frames else ""))

@@ -35,7 +35,9 @@ def test_vm_killed_mid_command_gives_a_clear_error(make_driver: Callable[..., Dr
     machine = driver.machines[0]
     machine.wait_for_unit("multi-user.target")
     assert machine.process is not None
-    threading.Timer(2, lambda: os.kill(machine.process.pid, signal.SIGKILL)).start()  # type: ignore[union-attr]
+    # The process group: the start script's shell and the QEMU it runs, as an OOM kill or crash would.
+    group = machine.process.pid
+    threading.Timer(2, lambda: os.killpg(group, signal.SIGKILL)).start()
     started = time.monotonic()
     with pytest.raises(MachineError) as raised:
         machine.execute("sleep 600")

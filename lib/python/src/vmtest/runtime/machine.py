@@ -217,7 +217,9 @@ class QemuMachine:
         self.console_log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            f"{self.start_command} {shlex.join(arguments)}",
+            # exec: QEMU (which the start script execs too) is then our own child, reaped by
+            # us; a forked script would leave it to PID 1, which may never reap it.
+            f"exec {self.start_command} {shlex.join(arguments)}",
             shell=True,
             executable="/bin/sh",
             stdin=subprocess.PIPE,
