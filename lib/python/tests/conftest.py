@@ -34,9 +34,12 @@ def vm_processes() -> list[str]:
     result = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True, check=True)
     live = []
     for line in result.stdout.splitlines():
-        _, stat, args = line.strip().split(None, 2) if len(line.split()) >= 3 else (line, "", "")
+        fields = line.split(None, 2)
+        if len(fields) < 3:
+            continue
+        pid, stat, args = fields
         if not stat.startswith("Z") and ("qemu-system" in args or "vde_switch" in args):
-            live.append(line.strip())
+            live.append(f"{pid} {args}")  # not the state: R/S flips while a process lives
     return live
 
 
