@@ -359,6 +359,12 @@ def observe_units(machine: Machine, units: Sequence[str]) -> list[UnitObservatio
     return observations
 
 
+def failed_units(machine: Machine) -> list[str]:
+    """The names of the units systemd reports as failed."""
+    _, output = machine.execute("systemctl list-units --failed --plain --no-legend --no-pager | awk '{print $1}'")
+    return output.split()
+
+
 def unit_diagnostics(machine: Machine, unit: str, journal_lines: int = 40) -> str:
     """``systemctl status``, the last journal lines and ``systemd-analyze critical-chain`` of ``unit``."""
     quoted = shlex.quote(unit)

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from vmtest.health import observe_units
+from vmtest.health import failed_units, observe_units
 from vmtest.machine_api import Machine
 
 
@@ -114,9 +114,7 @@ class Report:
             "virtualisation": virt.strip() or "none",
             "accelerator": {"kvm": "kvm", "qemu": "tcg"}.get(virt.strip(), virt.strip() or "unknown"),
             "kernel": machine.succeed("uname -r").strip(),
-            "failed_units": machine.succeed(
-                "systemctl list-units --failed --plain --no-legend --no-pager | awk '{print $1}'"
-            ).split(),
+            "failed_units": failed_units(machine),
         }
         if units:
             record["units"] = {
