@@ -99,6 +99,7 @@ class Driver:
                         name=config.name,
                         keep_machine_state=keep_machine_state,
                         callbacks=[self.check_polling_conditions],
+                        boot_panic_retries=1 if config.accelerator.name == "tcg" else 0,
                     )
                 )
         except BaseException:
@@ -162,6 +163,7 @@ class Driver:
                         if machine.connected_at and machine.started_at else None
                     ),
                     "console_log": str(machine.console_log_path),
+                    "boot_panics_retried": machine.boot_panics,
                 }
                 for config, machine in zip(self.configs, self.machines, strict=False)
             },

@@ -102,6 +102,7 @@ class QemuMachine:
         name: str | None = None,
         keep_machine_state: bool = False,
         callbacks: list[Callable[[], Any]] | None = None,
+        boot_panic_retries: int = 0,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.tmp_dir = Path(tmp_dir)
@@ -136,6 +137,8 @@ class QemuMachine:
         self._shell_lock = threading.RLock()
         self._unread_outputs = 0
         self._monitor_lock = threading.Lock()
+        self.boot_panic_retries = boot_panic_retries
+        self.boot_panics: list[str] = []
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -267,29 +270,53 @@ class QemuMachine:
         return answer.decode(errors="replace")
 
     def connect(self) -> None:
-        """Wait for the backdoor marker on the shell (boots the machine first if needed)."""
+        """Wait for the backdoor marker on the shell (boots the machine first if needed).
+
+        A guest kernel panic before the backdoor answers is retried ``boot_panic_retries``
+        times (the driver allows one under TCG, whose emulation rarely crashes a boot),
+        each one logged and kept in ``boot_panics``; then MachineError is raised.
+        """
         if self.connected:
             return
         with self.nested("waiting for the VM to finish booting"):
-            self.start()
-            assert self.shell is not None and self.process is not None and self.started_at is not None
-            received = b""
-            while MARKER not in received:
-                ready, _, _ = select.select([self.shell], [], [], 30)
-                if not ready:
+            while True:
+                first_line = len(self._console_lines)
+                try:
+                    self._wait_for_marker()
+                    break
+                except MachineError:
+                    panic = [line for line in self._console_lines[first_line:] if "Kernel panic" in line]
+                    if not panic or len(self.boot_panics) >= self.boot_panic_retries:
+                        raise
+                    self.boot_panics.append(panic[0].strip())
                     self.log(
-                        f"Guest root shell did not produce any data yet after "
-                        f"{format_seconds(time.monotonic() - self.started_at)}..."
+                        f"WARNING: the guest kernel panicked during boot ({panic[0].strip()}); booting again "
+                        f"(retry {len(self.boot_panics)} of {self.boot_panic_retries}). The panic is kept in "
+                        f"{self.console_log_path}."
                     )
-                    self.log("  To debug, enter the VM and run 'systemctl status backdoor.service'.")
-                    continue
-                chunk = self.shell.recv(1024)
-                if not chunk:
-                    raise self._died("while waiting for the backdoor shell")
-                received = (received + chunk)[-4096:]
+                    self.wait_for_shutdown()
+            assert self.started_at is not None
             self.connected = True
             self.connected_at = time.monotonic()
             self.log(f"connected to guest root shell after {format_seconds(self.connected_at - self.started_at)}")
+
+    def _wait_for_marker(self) -> None:
+        self.start()
+        assert self.shell is not None and self.process is not None and self.started_at is not None
+        received = b""
+        while MARKER not in received:
+            ready, _, _ = select.select([self.shell], [], [], 30)
+            if not ready:
+                self.log(
+                    f"Guest root shell did not produce any data yet after "
+                    f"{format_seconds(time.monotonic() - self.started_at)}..."
+                )
+                self.log("  To debug, enter the VM and run 'systemctl status backdoor.service'.")
+                continue
+            chunk = self.shell.recv(1024)
+            if not chunk:
+                raise self._died("while waiting for the backdoor shell")
+            received = (received + chunk)[-4096:]
 
     def _died(self, doing: str) -> MachineError:
         status = None
@@ -318,6 +345,18 @@ class QemuMachine:
             chunks.append(chunk)
             if chunk.endswith(b"\n"):
                 return b"".join(chunks)
+
+    def _decode_output(self, line: bytes, doing: str) -> bytes:
+        try:
+            return base64.b64decode(line.strip(), validate=True)
+        except ValueError:
+            # QEMU drops virtio-console bytes when the host reader falls behind
+            # (hw/char/virtio-console.c, flush_buf); say so rather than return garbage.
+            raise MachineError(
+                f"{self.name}: the command's output was corrupted in transit {doing} "
+                f"({len(line)} bytes of base64 received; the virtio console dropped data). Transfer "
+                f"large data in checksummed chunks (vmtest.logs does) or through copy_from_machine."
+            ) from None
 
     def execute(
         self,
@@ -350,7 +389,7 @@ class QemuMachine:
             if not check_output:
                 self._unread_outputs += 1
                 return (-2, "")
-            output = base64.b64decode(self._read_line_block(doing))
+            output = self._decode_output(self._read_line_block(doing), doing)
             if not check_return:
                 return (-1, output.decode(errors="replace"))
             self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
