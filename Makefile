@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps venv lint test test-unit e2e bench clean
+.PHONY: deps venv lint test test-unit e2e bench clean test-vm-x86_64 test-vm-aarch64 test-vm-all test-vm-ci
 
 deps:
 	./scripts/install-system-deps.sh
@@ -19,7 +19,7 @@ $(VENV)/.installed: lib/python/pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	cd lib/python && ../../$(VENV)/bin/ruff check src tests ../../e2e-test
+	cd lib/python && ../../$(VENV)/bin/ruff check src tests ../../e2e-test ../../tests/vm
 	cd lib/python && ../../$(VENV)/bin/mypy
 
 test-unit: venv
@@ -37,10 +37,27 @@ e2e: deps venv
 	  status=$$?; echo "e2e: artifacts in $(abspath $(E2E_OUT)) (summary.json, junit.xml, logs/, screenshots/)"; \
 	  exit $$status
 
+# The VM validation suites (seed 002): Nix when it works here, else the portable runtime.
+VM_OUT ?= out/vm
+VM_ARCHES ?= x86_64 aarch64
+test-vm-x86_64 test-vm-aarch64: test-vm-%: deps venv
+	./scripts/test-vm $* $(VM_OUT)/$*
+
+# Both architectures; in parallel when there are cores for two TCG guests at once (>= 4).
+test-vm-all: deps venv
+	$(MAKE) --no-print-directory -j$$( [ $$(nproc) -ge 4 ] && echo 2 || echo 1 ) test-vm-x86_64 test-vm-aarch64
+
+# The CI set: every architecture in VM_ARCHES, then one JUnit file and summary for the job.
+test-vm-ci: deps venv
+	status=0; for arch in $(VM_ARCHES); do ./scripts/test-vm $$arch $(VM_OUT)/$$arch || status=1; done; \
+	  $(VENV)/bin/vmtest report $(VM_OUT) || status=1; exit $$status
+
 bench: deps venv
 	cd lib/python && ../../$(PY) -m vmtest.bench --cold \
 	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
-	  --helpers-recipe tests/recipes/services.toml --output ../../bench/results.json
+	  --helpers-recipe tests/recipes/services.toml \
+	  --build-only ../../machines/debian-vm-aarch64.toml --vm-suites ../../tests/vm/machines-aarch64.toml \
+	  --output ../../bench/results.json
 
 clean:
 	rm -rf $(VENV) out bench/results.json

@@ -1,15 +1,35 @@
 {
   description = "vmtest: NixOS test-driver helpers, the Alicia e2e suite, and a portable QEMU runtime";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    home-manager = {
+      url = "github:nix-community/home-manager/release-25.11";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
 
   outputs =
-    { self, nixpkgs }:
+    { self, nixpkgs, home-manager }:
     let
       inherit (nixpkgs) lib;
       systems = [ "x86_64-linux" "aarch64-linux" ];
       pkgsFor = system: import nixpkgs { inherit system; overlays = [ self.overlays.default ]; };
       forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
+      # The validated VM (seed 002) as a system of its own: `nixos-rebuild build-vm --flake .#nixos-vm-aarch64`.
+      nixosVm =
+        system:
+        lib.nixosSystem {
+          modules = [
+            ./machines/nixos-vm.nix
+            home-manager.nixosModules.home-manager
+            "${nixpkgs}/nixos/modules/virtualisation/qemu-vm.nix"
+            {
+              nixpkgs.hostPlatform = system;
+              networking.hostName = "nixos-vm-${lib.head (lib.splitString "-" system)}";
+            }
+          ];
+        };
     in
     {
       # `alicia` is the reference backend; a consumer puts its own overlay after this one
@@ -35,17 +55,42 @@
           # vmtest's unit tests run in its check phase.
           vmtest = pkgs.python3Packages.vmtest;
         }
+        # The validation suites (tests/vm), on both systems: vm-boot, vm-service, vm-integration.
+        // import ./tests/vm {
+          inherit pkgs;
+          vmtest = ps: ps.vmtest;
+          homeManagerModule = home-manager.nixosModules.home-manager;
+        }
         // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
           e2e = import ./e2e-test/nix { inherit pkgs; vmtest = ps: ps.vmtest; };
         }
       );
 
-      apps = forAllSystems (pkgs: {
-        e2e-interactive = {
-          type = "app";
-          program = "${self.checks.x86_64-linux.e2e.driverInteractive}/bin/nixos-test-driver";
-        };
-      });
+      nixosConfigurations = {
+        nixos-vm-aarch64 = nixosVm "aarch64-linux";
+        nixos-vm-x86_64 = nixosVm "x86_64-linux";
+      };
+
+      # `nix run .#<check>-interactive`: the check's driverInteractive (a Python shell with the
+      # machines and vmtest; run `test_script()` or drive the VMs by hand).
+      apps = forAllSystems (
+        pkgs:
+        let
+          system = pkgs.stdenv.hostPlatform.system;
+          interactive = name: {
+            type = "app";
+            program = "${self.checks.${system}.${name}.driverInteractive}/bin/nixos-test-driver";
+          };
+        in
+        lib.listToAttrs (
+          map (name: lib.nameValuePair "${name}-interactive" (interactive name)) [
+            "vm-boot"
+            "vm-service"
+            "vm-integration"
+          ]
+        )
+        // lib.optionalAttrs (system == "x86_64-linux") { e2e-interactive = interactive "e2e"; }
+      );
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -53,50 +53,66 @@ def missing_path_problems(root: Path = REPO) -> list[str]:
     return problems
 
 
+_READ_SCRIPT = re.compile(r"builtins\.readFile\s+(\.{1,2}/[\w./-]+\.py)")
+_PORTABLE_RUN = re.compile(r"vmtest run ((?:[\w./-]+\.py\s*(?:\\\n\s*)?)+)")
+
+
 def test_script_problems(root: Path = REPO) -> list[str]:
-    """The testScript a Nix check reads is the file the portable runtime (make e2e) runs."""
-    problems = []
-    default = root / "e2e-test/nix/default.nix"
-    match = re.search(r"testScript\s*=\s*builtins\.readFile\s+(\S+?);", default.read_text())
-    if not match:
-        return [f"{default.relative_to(root)}: no `testScript = builtins.readFile PATH;`"]
-    nix_script = (default.parent / match.group(1)).resolve()
-    make_match = re.search(r"vmtest run (\S+) --machines", (root / "Makefile").read_text())
-    if not make_match:
-        return ["Makefile: the e2e target does not `vmtest run SCRIPT --machines …`"]
-    portable_script = (root / make_match.group(1)).resolve()
-    if nix_script != portable_script:
-        problems.append(f"the Nix check runs {nix_script}, make e2e runs {portable_script}")
-    if not nix_script.is_file():
-        problems.append(f"{nix_script} does not exist")
+    """The testScripts the Nix checks read are exactly the files the portable runtime runs
+    (Makefile and scripts/test-vm)."""
+    nix_scripts: set[Path] = set()
+    for path in nix_files(root):
+        for literal in _READ_SCRIPT.findall(path.read_text()):
+            nix_scripts.add((path.parent / literal).resolve())
+    portable: set[Path] = set()
+    for runner in (root / "Makefile", root / "scripts/test-vm"):
+        if runner.is_file():
+            for group in _PORTABLE_RUN.findall(runner.read_text()):
+                portable |= {(root / name).resolve() for name in re.findall(r"[\w./-]+\.py", group)}
+    if not nix_scripts:
+        return ["no .nix file reads a testScript (`builtins.readFile ./script.py`)"]
+    problems = [f"{p.relative_to(root)}: read by a Nix check, never run by the portable runtime"
+                for p in sorted(nix_scripts - portable)]
+    problems += [f"{p.relative_to(root)}: run by the portable runtime, read by no Nix check"
+                 for p in sorted(portable - nix_scripts)]
+    problems += [f"{p.relative_to(root)} does not exist" for p in sorted(nix_scripts) if not p.is_file()]
     return problems
 
 
 def lock_problems(root: Path = REPO) -> list[str]:
-    """flake.lock is version 7 JSON whose nixpkgs node is fully locked."""
+    """flake.lock is version 7 JSON; every root input is fully locked and matches its url in flake.nix."""
     try:
         lock = json.loads((root / "flake.lock").read_text())
-    except (OSError, ValueError) as error:
+    except (OSError, json.JSONDecodeError) as error:
         return [f"flake.lock: {error}"]
     problems = []
     if lock.get("version") != 7 or lock.get("root") not in lock.get("nodes", {}):
         problems.append("flake.lock: expected version 7 with a root node")
-    root_inputs = lock.get("nodes", {}).get(lock.get("root"), {}).get("inputs", {})
-    node = lock.get("nodes", {}).get(root_inputs.get("nixpkgs", ""), {})
-    locked = node.get("locked", {})
-    checks = {
-        "type": locked.get("type") == "github",
-        "owner": locked.get("owner") == "NixOS",
-        "repo": locked.get("repo") == "nixpkgs",
-        "rev": bool(_REV.match(str(locked.get("rev", "")))),
-        "narHash": bool(_NAR_HASH.match(str(locked.get("narHash", "")))),
-        "lastModified": isinstance(locked.get("lastModified"), int) and locked["lastModified"] > 1_700_000_000,
-    }
-    problems += [f"flake.lock: nixpkgs locked.{key} is missing or malformed" for key, ok in checks.items() if not ok]
     flake = (root / "flake.nix").read_text()
-    ref = node.get("original", {}).get("ref")
-    if ref and f"github:NixOS/nixpkgs/{ref}" not in flake:
-        problems.append(f"flake.lock: original ref {ref!r} is not the nixpkgs url in flake.nix")
+    nodes = lock.get("nodes", {})
+    root_inputs = nodes.get(lock.get("root"), {}).get("inputs", {})
+    if "nixpkgs" not in root_inputs:
+        problems.append("flake.lock: no nixpkgs input")
+    for name, node_name in root_inputs.items():
+        node = nodes.get(node_name if isinstance(node_name, str) else "", {})
+        locked = node.get("locked", {})
+        checks = {
+            "type": locked.get("type") == "github",
+            "owner": bool(locked.get("owner")) and (name != "nixpkgs" or locked.get("owner") == "NixOS"),
+            "repo": bool(locked.get("repo")) and (name != "nixpkgs" or locked.get("repo") == "nixpkgs"),
+            "rev": bool(_REV.match(str(locked.get("rev", "")))),
+            "narHash": bool(_NAR_HASH.match(str(locked.get("narHash", "")))),
+            "lastModified": isinstance(locked.get("lastModified"), int) and locked["lastModified"] > 1_700_000_000,
+        }
+        problems += [f"flake.lock: {name} locked.{key} is missing or malformed" for key, ok in checks.items() if not ok]
+        original = node.get("original", {})
+        url = f"github:{original.get('owner')}/{original.get('repo')}" + (
+            f"/{original['ref']}" if original.get("ref") else "")
+        if f'"{url}"' not in flake:
+            problems.append(f"flake.lock: {name}'s original {url!r} is not its url in flake.nix")
+        for follower, target in node.get("inputs", {}).items():
+            if isinstance(target, list) and f'inputs.{follower}.follows = "{"/".join(target)}"' not in flake:
+                problems.append(f"flake.lock: {name}.{follower} follows {target} but flake.nix does not say so")
     return problems
 
 

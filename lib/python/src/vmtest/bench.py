@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.accel import select_accelerator
+from vmtest.cli import prepare_machines
 from vmtest.image.builder import build_image
 from vmtest.image.recipe import load_recipe
 from vmtest.runtime.logger import CompositeLogger
@@ -203,6 +204,28 @@ def bench_image_builds(recipe_paths: list[Path], cold: bool, log: Callable[[str]
     return record
 
 
+def bench_vm_suites(machines_toml: Path, arch: str, log: Callable[[str], None]) -> Record:
+    """Wall time of the three validation suites (boot, services, integration) in one warm run,
+    as `make test-vm-<arch>` runs them, with the suites' own performance record."""
+    scripts = [machines_toml.parent / f"{suite}.py" for suite in ("boot", "services", "integration")]
+    with tempfile.TemporaryDirectory(prefix="vmtest-bench-vm-") as out:
+        prepare_machines([str(machines_toml)])  # warm the images first: this times the suites, not builds
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "vmtest.cli", "run", *map(str, scripts), "--machines", str(machines_toml),
+             "--out", out],
+            env={**os.environ, "VMTEST_EXPECT_ARCH": arch}, capture_output=True, text=True, check=False,
+        )
+        wall = time.monotonic() - started
+        perf_path = Path(out) / "vm-validation-perf.json"
+        performance = json.loads(perf_path.read_text()) if perf_path.is_file() else {}
+    record: Record = {"passed": done.returncode == 0, "wall_s": round(wall, 1), "performance": performance}
+    if done.returncode != 0:
+        record["error_tail"] = done.stderr[-2000:]
+    log(f"vm suites {arch}: {record['wall_s']} s, passed: {record['passed']}")
+    return record
+
+
 def _readiness_trial(machine: QemuMachine, trial: int, wait: Callable[[], object]) -> float:
     """Seconds from the service being ready (its console line) to ``wait`` returning."""
     machine.succeed("systemctl stop healthsvc.service")
@@ -281,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--helpers-recipe", type=Path, help="also benchmark the helpers on this machine")
     parser.add_argument("--readiness-trials", type=int, default=5)
     parser.add_argument("--journal-mb", type=int, default=60)
+    parser.add_argument("--build-only", action="append", type=Path, default=[], metavar="RECIPE",
+                        help="also time this recipe's builds (cold with --cold), without the boot benchmark")
+    parser.add_argument("--vm-suites", action="append", type=Path, default=[], metavar="MACHINES_TOML",
+                        help="time the validation suites of this machine list (tests/vm/machines-aarch64.toml)")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
 
@@ -290,12 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     results: Record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "images": bench_image_builds(args.recipe, args.cold, log),
+        "images": bench_image_builds([*args.recipe, *args.build_only], args.cold, log),
         "boot": {},
     }
     for path in args.recipe:
         recipe = load_recipe(path)
         results["boot"][recipe.machine_arch] = bench_architecture(path, args.runs, args.round_trips, log)
+    for machines_toml in args.vm_suites:
+        arch = machines_toml.stem.removeprefix("machines-")
+        results.setdefault("vm_suites", {})[arch] = bench_vm_suites(machines_toml, arch, log)
     if args.helpers_recipe:
         results["helpers"] = bench_helpers(args.helpers_recipe, args.readiness_trials, args.journal_mb, log)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,11 @@ import signal
 import sys
 import time
 import traceback
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import FrameType
 
+from vmtest import ci_report
 from vmtest.accel import select_accelerator
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
 from vmtest.image.builder import build_image
@@ -52,19 +54,31 @@ def prepare_machines(values: list[str]) -> list[MachineConfig]:
     return configs
 
 
+def _read_scripts(paths: list[str]) -> list[tuple[Path, str]] | None:
+    """Read and compile every testScript before anything boots; None after saying what is wrong."""
+    scripts = []
+    for name in paths:
+        script_path = Path(name)
+        try:
+            source = script_path.read_text()
+        except OSError as error:
+            _error(f"cannot read testScript {script_path}: {error.strerror}")
+            return None
+        try:
+            compile(source, str(script_path), "exec")
+        except SyntaxError as error:
+            source_line = (error.text or "").rstrip()
+            _error(f"testScript {script_path} is malformed: line {error.lineno}: {error.msg}\n  {source_line}")
+            return None
+        scripts.append((script_path, source))
+    return scripts
+
+
 def run(args: argparse.Namespace) -> int:
-    script_path = Path(args.script)
-    try:
-        source = script_path.read_text()
-    except OSError as error:
-        _error(f"cannot read testScript {script_path}: {error.strerror}")
+    scripts = _read_scripts(args.script)
+    if scripts is None:
         return EXIT_BAD_INPUT
-    try:
-        compile(source, str(script_path), "exec")
-    except SyntaxError as error:
-        source_line = (error.text or "").rstrip()
-        _error(f"testScript {script_path} is malformed: line {error.lineno}: {error.msg}\n  {source_line}")
-        return EXIT_BAD_INPUT
+    (script_path, source), more = scripts[0], [path for path, _ in scripts[1:]]
     try:
         configs = prepare_machines(args.machines)
     except (RecipeError, ImageBuildError, ValueError) as error:
@@ -82,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     driver: Driver | None = None
     code = EXIT_FAILED
     try:
-        driver = Driver(configs, source, out_dir, logger, script_path=script_path,
+        driver = Driver(configs, source, out_dir, logger, script_path=script_path, more_scripts=more,
                         global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state)
         with driver:
             try:
@@ -145,11 +159,26 @@ def accel(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    try:
+        junit, summary = ci_report.merge(Path(args.directory))
+    except (FileNotFoundError, ET.ParseError) as error:
+        _error(str(error))
+        return EXIT_FAILED
+    result = json.loads(summary.read_text())
+    print(f"vmtest: {result['tests']['tests']} cases, {len(result['failed_cases'])} failed; {junit}, {summary}")
+    for case in result["failed_cases"]:
+        print(f"  FAILED {case}")
+    return 0 if result["result"] == "passed" else EXIT_FAILED
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a testScript on Debian QEMU VMs")
-    run_parser.add_argument("script", help="the testScript (the same file the Nix check runs)")
+    run_parser.add_argument("script", nargs="+",
+                            help="the testScript (the same file the Nix check runs); several run in turn "
+                                 "on the same machines, each in a fresh namespace")
     run_parser.add_argument("--machines", action="append", required=True, metavar="SPEC",
                             help="name=recipe.toml[,…], a recipe, or a TOML file with [machines.<name>]")
     run_parser.add_argument("--out", "-o", default="out", help="output directory (default: ./out)")
@@ -165,6 +194,10 @@ def parser() -> argparse.ArgumentParser:
     accel_parser = commands.add_parser("accel", help="show the accelerator guests would get")
     accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"])
     accel_parser.set_defaults(handler=accel)
+    report_parser = commands.add_parser("report", help="merge the suite runs under DIR into DIR/junit.xml and "
+                                                       "DIR/summary.json")
+    report_parser.add_argument("directory")
+    report_parser.set_defaults(handler=report)
     return top
 
 

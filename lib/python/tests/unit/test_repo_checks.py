@@ -19,7 +19,7 @@ def copy(tmp_path: Path) -> Path:
     for part in ("flake.nix", "flake.lock", "Makefile"):
         (target / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, target / part)
-    for folder in ("e2e-test", ".github", "lib/python/src", "machines", "tests"):
+    for folder in ("e2e-test", ".github", "lib/python/src", "machines", "tests", "scripts"):
         if (REPO / folder).exists():
             shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "lib/python/package.nix", target / "lib/python/package.nix")
@@ -49,8 +49,13 @@ def test_a_missing_path_is_found(copy: Path) -> None:
 def test_a_diverging_test_script_is_found(copy: Path) -> None:
     default = copy / "e2e-test/nix/default.nix"
     default.write_text(default.read_text().replace("../test_script.py", "./other_script.py"))
+    service = copy / "tests/vm/service-test.nix"
+    service.write_text(service.read_text().replace("./services.py", "./services-nix-only.py"))
     problems = repo_checks.test_script_problems(copy)
-    assert any("make e2e runs" in problem for problem in problems)
+    assert "e2e-test/nix/other_script.py: read by a Nix check, never run by the portable runtime" in problems
+    assert "e2e-test/test_script.py: run by the portable runtime, read by no Nix check" in problems
+    assert "tests/vm/services.py: run by the portable runtime, read by no Nix check" in problems
+    assert "tests/vm/services-nix-only.py does not exist" in problems
 
 
 def test_an_incomplete_lock_is_found(copy: Path) -> None:
@@ -61,6 +66,20 @@ def test_an_incomplete_lock_is_found(copy: Path) -> None:
     problems = repo_checks.lock_problems(copy)
     assert "flake.lock: nixpkgs locked.narHash is missing or malformed" in problems
     assert "flake.lock: nixpkgs locked.rev is missing or malformed" in problems
+
+
+def test_a_lock_that_disagrees_with_the_flake_is_found(copy: Path) -> None:
+    lock = json.loads((copy / "flake.lock").read_text())
+    lock["nodes"]["home-manager"]["original"]["ref"] = "release-24.05"
+    del lock["nodes"]["home-manager"]["locked"]["lastModified"]
+    (copy / "flake.lock").write_text(json.dumps(lock))
+    flake = copy / "flake.nix"
+    flake.write_text(flake.read_text().replace('inputs.nixpkgs.follows = "nixpkgs";', ""))
+    problems = repo_checks.lock_problems(copy)
+    assert "flake.lock: home-manager locked.lastModified is missing or malformed" in problems
+    assert ("flake.lock: home-manager's original 'github:nix-community/home-manager/release-24.05' "
+            "is not its url in flake.nix") in problems
+    assert "flake.lock: home-manager.nixpkgs follows ['nixpkgs'] but flake.nix does not say so" in problems
 
 
 def test_a_broken_workflow_is_found(copy: Path) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import unittest
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,9 +63,11 @@ class Driver:
         global_timeout: float = 3600,
         keep_machine_state: bool = False,
         tmp_dir: Path | None = None,
+        more_scripts: Sequence[Path] = (),
     ) -> None:
         self.tests = test_script
         self.script_path = script_path
+        self.more_scripts = list(more_scripts)
         self.out_dir = out_dir
         self.logger = logger
         self.global_timeout = global_timeout
@@ -208,9 +210,29 @@ class Driver:
         return compile(self.tests, str(self.script_path or "<testScript>"), "exec")
 
     def test_script(self) -> None:
-        """Run the testScript in the namespace."""
-        with self.logger.nested("running the VM test script"):
-            exec(self.compile_script(), self.test_symbols(), None)
+        """Run the testScript in the namespace; then each of ``more_scripts`` in a fresh one.
+
+        With several scripts (e.g. the boot, services and integration suites on
+        one boot of the machines), a failing script does not stop the next ones;
+        the run then fails naming every failed script.
+        """
+        if not self.more_scripts:
+            with self.logger.nested("running the VM test script"):
+                exec(self.compile_script(), self.test_symbols(), None)
+            return
+        scripts = [(self.script_path or Path("<testScript>"), self.tests)]
+        scripts += [(path, path.read_text()) for path in self.more_scripts]
+        failed: list[str] = []
+        for path, source in scripts:
+            with self.logger.nested(f"running the VM test script {path}"):
+                try:
+                    exec(compile(source, str(path), "exec"), self.test_symbols(), None)
+                except (AssertionError, MachineError) as error:
+                    self.logger.log_test_error(f"{path}: {type(error).__name__}: {error}")
+                    failed.append(f"{path.name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        if failed:
+            raise RequestedAssertionFailed(f"{len(failed)} of {len(scripts)} testScripts failed:\n  "
+                                           + "\n  ".join(failed))
 
     def run_tests(self) -> None:
         """Start the global timer, run the script, then sync the machines that are up."""

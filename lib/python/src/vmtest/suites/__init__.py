@@ -1,0 +1,1 @@
+"""Ready-made testScript libraries built on vmtest's helpers (``vm_validation``)."""

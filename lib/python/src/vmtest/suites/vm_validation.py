@@ -1,0 +1,395 @@
+"""Validate that a VM boots and works: boot, services, integration (seed 002), as reusable checks.
+
+Each check is a plain function of Machines that raises ``ValidationFailed`` (an
+``AssertionError``, so both drivers report a test failure) with a message that
+names the machine, what was expected, what was seen and the diagnostics
+(failed units with their journal, ``systemctl status``). Another flake
+validates its own VM in a few lines of testScript::
+
+    from vmtest.suites import vm_validation as vv
+    profile = vv.profile_for(vm, arch="aarch64")
+    vv.run_suite("boot", [("boots", lambda: vv.check_boot(vm, profile))], [vm], driver.out_dir, subtest)
+
+``profile_for`` tells a NixOS guest (Home Manager, ``sshd.service``) from the
+Debian twin (``dotfiles-<user>.service``); everything else is the same check.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmtest import health, logs
+from vmtest.machine_api import Machine, driver_timeout, run
+from vmtest.report import Report
+
+# Files the user environment manages, relative to the home directory, and their exact
+# content: the same files on NixOS (Home Manager) and on the Debian twin (machines/dotfiles).
+DEFAULT_MANAGED_FILES: Mapping[str, str] = {
+    ".config/git/config": (
+        "[init]\n\tdefaultBranch = main\n[user]\n\temail = baleen@vm.invalid\n\tname = Baleen\n"
+    ),
+    ".vimrc": "set number\nset expandtab\nset shiftwidth=2\n",
+}
+# Boot budgets: seconds to a finished boot under KVM, multiplied under TCG, which is
+# several times slower and slower still when it emulates another architecture.
+BOOT_BUDGET_KVM_SECONDS = 30.0
+TCG_SLOWDOWN = {"x86_64": 6.0, "aarch64": 8.0}
+TIME_PART = re.compile(r"(?:(\d+)min\s*)?(?:(\d+(?:\.\d+)?)(ms|s|us))?")
+
+
+class ValidationFailed(AssertionError):
+    """A validation check did not hold; the message names the machine, the check and what was seen."""
+
+
+@dataclass(frozen=True)
+class VmProfile:
+    """What the validated VM must provide."""
+
+    user: str = "baleen"
+    arch: str | None = None
+    services: tuple[str, ...] = ("sshd.service", "docker.service")
+    user_groups: tuple[str, ...] = ("wheel", "docker")
+    tools: tuple[str, ...] = ("git", "vim", "make", "gcc", "ssh")
+    activation_unit: str = "home-manager-baleen.service"
+    managed_root: str = "/nix/store/"
+    managed_files: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MANAGED_FILES))
+    tiny_rootfs: str = "/etc/vmtest/tiny-rootfs.tar"
+    boot_budget_kvm_seconds: float = BOOT_BUDGET_KVM_SECONDS
+
+
+def profile_for(machine: Machine, *, user: str = "baleen", arch: str | None = None, **overrides: Any) -> VmProfile:
+    """The profile of ``machine``: Home Manager on NixOS (``/etc/NIXOS``), the dotfiles unit on Debian."""
+    nixos = machine.execute("test -e /etc/NIXOS")[0] == 0
+    return VmProfile(
+        user=user,
+        arch=arch,
+        activation_unit=f"home-manager-{user}.service" if nixos else f"dotfiles-{user}.service",
+        managed_root="/nix/store/" if nixos else f"/usr/share/dotfiles/{user}/",
+        **overrides,
+    )
+
+
+def _fail(machine: Machine, check: str, problem: str) -> ValidationFailed:
+    return ValidationFailed(f"{machine.name}: {check}: {problem}")
+
+
+def parse_systemd_duration(text: str) -> float:
+    """Seconds in a systemd duration such as ``1min 2.5s``, ``850ms`` or ``12.001s``."""
+    total, matched = 0.0, False
+    for minutes, amount, unit in TIME_PART.findall(text.strip()):
+        if minutes:
+            total, matched = total + 60 * int(minutes), True
+        if amount:
+            total += float(amount) * {"ms": 1e-3, "us": 1e-6, "s": 1.0}[unit]
+            matched = True
+    if not matched:
+        raise ValueError(f"not a systemd duration: {text!r}")
+    return total
+
+
+def parse_analyze_time(output: str) -> dict[str, float]:
+    """The phases of ``systemd-analyze time`` (kernel, initrd, userspace, total) in seconds."""
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    match = re.match(r"Startup finished in (.+?) = (.+)$", first)
+    if not match:
+        raise ValueError(f"unexpected systemd-analyze output: {output.strip()[:200]!r}")
+    phases = {name: parse_systemd_duration(amount)
+              for amount, name in re.findall(r"([\d.]+\w*(?:\s+[\d.]+\w*)?) \((\w+)\)", match.group(1))}
+    phases["total"] = parse_systemd_duration(match.group(2))
+    return phases
+
+
+def boot_budget(profile: VmProfile, accelerator: str, arch: str) -> float:
+    """The boot-time budget for this accelerator and architecture."""
+    return profile.boot_budget_kvm_seconds * (TCG_SLOWDOWN.get(arch, 8.0) if accelerator == "tcg" else 1.0)
+
+
+def accelerator_of(machine: Machine) -> str:
+    """``kvm`` or ``tcg`` as the guest sees it (``systemd-detect-virt``: qemu means TCG)."""
+    _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
+    return {"kvm": "kvm", "qemu": "tcg"}.get(virt.strip(), virt.strip() or "none")
+
+
+@dataclass
+class BootFacts:
+    arch: str
+    kernel: str
+    accelerator: str
+    phases: dict[str, float]
+    budget_seconds: float
+
+
+def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) -> BootFacts:
+    """Wait for ``multi-user.target``; check no unit failed, the architecture, and the boot time budget.
+
+    Raises ValidationFailed listing the failed units with their journal, or the
+    architecture seen, or the boot time against its budget.
+    """
+    machine.wait_for_unit("multi-user.target", timeout=driver_timeout(machine, timeout))
+    failed = health.failed_units(machine)
+    if failed:
+        diagnostics = "\n".join(health.unit_diagnostics(machine, unit, journal_lines=15) for unit in failed[:3])
+        raise _fail(machine, "systemctl --failed", f"{len(failed)} failed unit(s): {', '.join(failed)}\n{diagnostics}")
+    arch = machine.succeed("uname -m").strip()
+    if profile.arch is not None and arch != profile.arch:
+        raise _fail(machine, "architecture", f"expected uname -m = {profile.arch}, the guest says {arch}")
+    accelerator = accelerator_of(machine)
+    budget = boot_budget(profile, accelerator, arch)
+    # "Bootup is not yet finished" while jobs (e.g. a slow oneshot) still run.
+    output = machine.wait_until_succeeds("systemd-analyze time", timeout=driver_timeout(machine, timeout))
+    phases = parse_analyze_time(output)
+    facts = BootFacts(arch, machine.succeed("uname -r").strip(), accelerator, phases, budget)
+    if phases["total"] > budget:
+        raise _fail(machine, "boot time", f"booted in {phases['total']:.1f} s, over the budget of {budget:.0f} s "
+                                          f"({accelerator}, {arch}); systemd-analyze: {output.strip()}")
+    return facts
+
+
+def check_services_active(machine: Machine, services: Iterable[str]) -> None:
+    """Each service is active; raises ValidationFailed with its state and diagnostics otherwise."""
+    for unit in health.observe_units(machine, list(services)):
+        if unit.properties.get("ActiveState") != "active":
+            raise _fail(machine, f"service {unit.unit}",
+                        f"is {unit.state} (result {unit.result or '?'}), expected active\n"
+                        f"{health.unit_diagnostics(machine, unit.unit, journal_lines=15)}")
+
+
+def check_user_groups(machine: Machine, user: str, groups: Iterable[str]) -> None:
+    """``user`` exists and belongs to every group; raises ValidationFailed naming the missing ones."""
+    status, output = machine.execute(f"id -nG {shlex.quote(user)} 2>&1")
+    if status != 0:
+        raise _fail(machine, f"user {user}", f"does not exist ({output.strip()})")
+    missing = [group for group in groups if group not in output.split()]
+    if missing:
+        raise _fail(machine, f"user {user}", f"is not in group(s) {', '.join(missing)}; id -nG: {output.strip()}")
+
+
+def check_docker_runs_local_image(machine: Machine, user: str, rootfs: str, *, timeout: float = 300) -> str:
+    """As ``user``, import ``rootfs`` (no registry) and run it; returns what the container printed.
+
+    Raises ValidationFailed with docker's own error when import or run fails or
+    the output is not the expected line.
+    """
+    tag = "vmtest/tiny:latest"
+    as_user = f"runuser -u {shlex.quote(user)} --"
+    script = (
+        f"{as_user} docker import {shlex.quote(rootfs)} {tag} >/dev/null && "
+        f"{as_user} docker run --rm --network none {tag} /busybox echo vmtest-container-ok 2>&1"
+    )
+    status, output = run(machine, f"({script}) 2>&1", timeout)
+    if status != 0 or output.strip() != "vmtest-container-ok":
+        raise _fail(machine, "docker run", f"expected 'vmtest-container-ok' from a container of {rootfs} "
+                                           f"run as {user}; exit {status}, output: {output.strip()[-800:]!r}")
+    return output.strip()
+
+
+def check_user_environment(machine: Machine, profile: VmProfile) -> dict[str, str]:
+    """The activation unit (Home Manager or its twin) ran and succeeded, and each managed file is a link
+    into ``managed_root`` with exactly the expected content; returns file → link target.
+
+    Raises ValidationFailed naming the unit's result or the file and what differs.
+    """
+    unit = shlex.quote(profile.activation_unit)
+    _, shown = machine.execute(
+        f"systemctl show --no-pager -p LoadState,Result,ExecMainStatus,ExecMainStartTimestampMonotonic {unit}")
+    properties = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    ran = properties.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
+    succeeded = properties.get("Result") == "success" and properties.get("ExecMainStatus") == "0"
+    if properties.get("LoadState") != "loaded" or not ran or not succeeded:
+        raise _fail(machine, f"user environment ({profile.activation_unit})",
+                    f"load state {properties.get('LoadState')}, ran: {ran}, result {properties.get('Result')}, "
+                    f"exit status {properties.get('ExecMainStatus')}\n"
+                    f"{health.unit_diagnostics(machine, profile.activation_unit, journal_lines=15)}")
+    home = machine.succeed(f"getent passwd {shlex.quote(profile.user)} | cut -d: -f6").strip()
+    targets: dict[str, str] = {}
+    for relative, expected in profile.managed_files.items():
+        path = shlex.quote(f"{home}/{relative}")
+        status, target = machine.execute(f"test -L {path} && readlink -f {path}")
+        if status != 0 or not target.strip().startswith(profile.managed_root):
+            raise _fail(machine, f"managed file ~{profile.user}/{relative}",
+                        f"expected a link into {profile.managed_root}, found: "
+                        f"{machine.execute(f'ls -l {path} 2>&1')[1].strip()}")
+        content = machine.succeed(f"cat {path}")
+        if content != expected:
+            raise _fail(machine, f"managed file ~{profile.user}/{relative}",
+                        f"content differs: expected {expected!r}, found {content!r}")
+        targets[relative] = target.strip()
+    return targets
+
+
+def check_no_internet(machine: Machine, address: str = "1.1.1.1", port: int = 443) -> None:
+    """The VM cannot open a connection off this machine (the suite must never need one)."""
+    status, _ = machine.execute(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null")
+    if status == 0:
+        raise _fail(machine, "isolation", f"reached {address}:{port}: the VM has a route off this machine")
+
+
+def check_name_resolution(machine: Machine, peers: Iterable[str]) -> dict[str, str]:
+    """Each peer name resolves on ``machine``; returns name → address."""
+    addresses = {}
+    for peer in peers:
+        status, output = machine.execute(f"getent hosts {shlex.quote(peer)}")
+        if status != 0 or not output.split():
+            raise _fail(machine, "name resolution", f"{peer} does not resolve (getent hosts exit {status})")
+        addresses[peer] = output.split()[0]
+    return addresses
+
+
+SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=10"
+
+
+def ssh_command(key: str, user: str, host: str, script: str) -> str:
+    """A shell command that runs ``script`` (any text) over SSH with ``key``; the script travels base64-encoded."""
+    encoded = base64.b64encode(script.encode()).decode()
+    return (f"ssh -i {shlex.quote(key)} {SSH_OPTIONS} -o LogLevel=ERROR {shlex.quote(f'{user}@{host}')} "
+            f"{shlex.quote(f'echo {encoded} | base64 -d | bash -l')}")
+
+
+@dataclass
+class SshFacts:
+    """The first successful key login: how long it was waited for, and the server's uptime then."""
+
+    waited_seconds: float
+    server_uptime_seconds: float
+
+
+def wait_for_ssh_login(client: Machine, server: Machine, user: str, key: str, *, timeout: float = 300) -> SshFacts:
+    """Retry an SSH key login from ``client`` to ``server`` until it works.
+
+    Raises ValidationFailed with ssh's last error when it never works.
+    """
+    started = time.monotonic()
+    last = ""
+    while time.monotonic() - started < timeout:
+        status, output = client.execute(f"{ssh_command(key, user, server.name, 'id -un')} 2>&1")
+        if status == 0 and output.strip() == user:
+            uptime = float(server.succeed("cut -d' ' -f1 /proc/uptime").strip())
+            return SshFacts(round(time.monotonic() - started, 2), round(uptime, 2))
+        last = f"exit {status}: {output.strip()[-400:]}"
+        time.sleep(1)
+    raise _fail(client, f"ssh {user}@{server.name}", f"no key login after {timeout:.0f} s; last attempt: {last}")
+
+
+DEV_SCRIPT = r"""set -eu
+for tool in {tools}; do command -v "$tool" >/dev/null || missing="${{missing:-}} $tool"; done
+if [ -n "${{missing:-}}" ]; then echo "missing tools:$missing"; exit 3; fi
+work=$(mktemp -d); cd "$work"
+git init -q
+printf '#include <stdio.h>\nint main(void) {{ puts("hello from gcc"); return 0; }}\n' > hello.c
+printf 'hello: hello.c\n\t$(CC) -O1 -o $@ $<\n' > Makefile
+make -s hello
+./hello
+git add hello.c Makefile
+git commit -q -m "build hello"
+git log -1 --format='commit by %an <%ae>'
+cd / && rm -rf "$work"
+"""
+
+
+def check_dev_tools_over_ssh(client: Machine, host: str, profile: VmProfile, key: str,
+                             *, timeout: float = 600) -> list[str]:
+    """Over SSH as the user: every tool is on PATH, make+gcc build and run a C file, git commits it
+    (with the identity from the managed git config). Returns the output lines.
+
+    Raises ValidationFailed naming the missing tools or the failing step and its output.
+    """
+    script = DEV_SCRIPT.format(tools=" ".join(shlex.quote(tool) for tool in profile.tools))
+    status, output = run(client, f"{ssh_command(key, profile.user, host, script)} 2>&1", timeout)
+    lines = output.strip().splitlines()
+    if status == 3 and lines and lines[-1].startswith("missing tools:"):
+        raise _fail(client, f"dev tools on {host}", f"{lines[-1]} (for {profile.user}, over ssh)")
+    expected = ["hello from gcc", "commit by Baleen <baleen@vm.invalid>"]
+    if status != 0 or lines[-2:] != expected:
+        raise _fail(client, f"dev tools on {host}", f"expected {expected} as the last lines; exit {status}, "
+                                                    f"output: {output.strip()[-1200:]!r}")
+    return lines
+
+
+@dataclass
+class SuiteResult:
+    name: str
+    seconds: float
+    failures: list[str]
+
+
+def run_suite(
+    name: str,
+    steps: Sequence[tuple[str, Callable[[], Any]]],
+    machines: Sequence[Machine],
+    out_dir: str | Path,
+    subtest: Callable[[str], AbstractContextManager[Any]] | None = None,
+) -> SuiteResult:
+    """Run every step (a JUnit case each, through the driver's ``subtest``), then always collect
+    logs, write ``<name>-junit.xml``/``<name>-summary.json`` and the performance record.
+
+    Later steps run even after a failure, so one run shows every broken check. Raises
+    ValidationFailed listing the failed steps, after everything is written.
+    """
+    out = Path(out_dir)
+    report = Report(out, name=f"vm-{name}")
+    started = time.monotonic()
+    failures: list[str] = []
+    results: dict[str, Any] = {}
+    try:
+        for title, step in steps:
+            try:
+                with report.step(title, subtest if subtest is not None else (lambda _: nullcontext())):
+                    value = step()
+                    if value is not None:
+                        results[title] = _plain(value)
+                        report.observe(title, value)
+            except AssertionError as failure:
+                failures.append(f"{title}: {str(failure).splitlines()[0] if str(failure) else type(failure).__name__}")
+    finally:
+        seconds = time.monotonic() - started
+        for machine in machines:
+            logs.collect_logs(machine, logs.standard_sources(), dest=f"logs/{name}/{machine.name}")
+        report.observe("suite_seconds", round(seconds, 2))
+        report.write(junit_name=f"{name}-junit.xml", summary_name=f"{name}-summary.json")
+        report.print_table()
+        record_performance(out, name, machines[0] if machines else None, seconds, results)
+    if failures:
+        raise ValidationFailed(f"suite {name}: {len(failures)} of {len(steps)} check(s) failed:\n  "
+                               + "\n  ".join(failures))
+    return SuiteResult(name, seconds, failures)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    return value
+
+
+def record_performance(out: Path, suite: str, machine: Machine | None, seconds: float,
+                       results: Mapping[str, Any]) -> Path:
+    """Merge this suite's wall time and timings into ``<out>/vm-validation-perf.json``.
+
+    Per machine: architecture and accelerator, ``boot_seconds`` (systemd-analyze),
+    ``ssh_ready_uptime_seconds`` (guest uptime at the first key login) and each
+    suite's wall time.
+    """
+    path = out / "vm-validation-perf.json"
+    record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    entry = record.setdefault(machine.name if machine is not None else "-", {"suites": {}})
+    is_up = getattr(machine, "is_up", None)
+    if machine is not None and (not callable(is_up) or is_up()):
+        entry["arch"] = machine.execute("uname -m")[1].strip()
+        entry["accelerator"] = accelerator_of(machine)
+    entry["suites"][suite] = {"seconds": round(seconds, 2)}
+    for value in results.values():
+        if isinstance(value, dict) and "phases" in value:
+            entry["boot_seconds"] = value["phases"].get("total")
+            entry["boot_budget_seconds"] = value.get("budget_seconds")
+        if isinstance(value, dict) and "server_uptime_seconds" in value:
+            entry["ssh_ready_uptime_seconds"] = value["server_uptime_seconds"]
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path

@@ -1,0 +1,21 @@
+# Boot suite (seed 002). One testScript for both runtimes:
+#   nix build .#checks.<system>.vm-boot          (tests/vm/boot-test.nix, NixOS test driver)
+#   make test-vm-x86_64 / make test-vm-aarch64     (portable runtime, machines/debian-vm*.toml)
+# Checks: multi-user.target reached, no failed unit (listed with their journal when there
+# are), `uname -m` as expected, boot time from systemd-analyze within a budget scaled by
+# accelerator and architecture.
+import os
+
+from vmtest.suites import vm_validation as vv
+
+# The Nix check prepends EXPECTED_ARCH; the portable runtime's make targets set the variable.
+expected_arch = globals().get("EXPECTED_ARCH") or os.environ.get("VMTEST_EXPECT_ARCH") or None
+vm.start()  # noqa: F821 - the driver's namespace
+profile = vv.profile_for(vm, arch=expected_arch)  # noqa: F821
+vv.run_suite(
+    "boot",
+    [("reaches multi-user.target, no failed unit, arch and boot time", lambda: vv.check_boot(vm, profile))],  # noqa: F821
+    [vm],  # noqa: F821
+    driver.out_dir,  # noqa: F821
+    subtest,  # noqa: F821
+)
