@@ -36,12 +36,15 @@ def collect_artifacts() -> None:
 
 
 try:
-    start_all()  # noqa: F821
+    # The server boots alone: on 2 cores under TCG a second guest booting beside it doubles
+    # the time to a healthy stack. The client boots while the server-side checks run.
+    server.start()  # noqa: F821
 
     with report.step("server stack comes up in order", subtest):  # noqa: F821
         chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)  # noqa: F821
         report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
-        report.observe("stack_healthy_after_s", round(chain.elapsed, 2))
+        report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
+        client.start()  # noqa: F821
         redactor.add_env_file(server, "/etc/alicia/env")  # noqa: F821
 
     with report.step("backend health, from the server", subtest):  # noqa: F821
