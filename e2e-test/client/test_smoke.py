@@ -11,6 +11,8 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def new_conversation(page: Page) -> str:
+    # After a (re)load the list is filled asynchronously; count it only once the app says it is ready.
+    expect(page.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
     before = page.get_by_test_id("conversation-item").count()
     page.get_by_test_id("new-conversation-button").click()
     expect(page.get_by_test_id("conversation-item")).to_have_count(before + 1)
