@@ -101,6 +101,7 @@
             pkgs.mmdebstrap
             pkgs.vde2
             pkgs.e2fsprogs
+            pkgs.nix-output-monitor # `nom build .#checks…` for readable build logs
           ];
           # vmtest from the working tree, as an editable install would give it.
           shellHook = ''
