@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import platform
@@ -317,21 +318,38 @@ def main(argv: list[str] | None = None) -> int:
     results: Record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "images": bench_image_builds([*args.recipe, *args.build_only], args.cold, log),
         "boot": {},
     }
+    failures: list[str] = []
+
+    def section(key: str, measure: Callable[[], Record]) -> None:
+        """Measure one section and write the results so far: a failing section loses nothing else."""
+        try:
+            value = measure()
+        except Exception as error:  # a benchmark that fails is recorded as such, the others kept
+            failures.append(key)
+            value = {"error": f"{type(error).__name__}: {error}"}
+            log(f"{key} failed: {error}")
+        target = results
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+
+    section("images", lambda: bench_image_builds([*args.recipe, *args.build_only], args.cold, log))
     for path in args.recipe:
-        recipe = load_recipe(path)
-        results["boot"][recipe.machine_arch] = bench_architecture(path, args.runs, args.round_trips, log)
+        arch = load_recipe(path).machine_arch
+        section(f"boot.{arch}", functools.partial(bench_architecture, path, args.runs, args.round_trips, log))
     for machines_toml in args.vm_suites:
         arch = machines_toml.stem.removeprefix("machines-")
-        results.setdefault("vm_suites", {})[arch] = bench_vm_suites(machines_toml, arch, log)
+        section(f"vm_suites.{arch}", functools.partial(bench_vm_suites, machines_toml, arch, log))
     if args.helpers_recipe:
-        results["helpers"] = bench_helpers(args.helpers_recipe, args.readiness_trials, args.journal_mb, log)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    log(f"results written to {args.output}")
-    return 0
+        recipe = args.helpers_recipe
+        section("helpers", lambda: bench_helpers(recipe, args.readiness_trials, args.journal_mb, log))
+    log(f"results written to {args.output}" + (f"; failed: {', '.join(failures)}" if failures else ""))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from vmtest import probes
 from vmtest.machine_api import Machine, run
@@ -47,13 +48,20 @@ class Backoff:
     jitter: float = 0.2
 
     def shell(self) -> str:
-        """Bash that defines ``vmtest_sleep``: one backoff step per call (state in $vmtest_ms)."""
+        """Bash that defines ``vmtest_sleep`` (one backoff step per call, state in $vmtest_ms) and
+        ``vmtest_clock`` (milliseconds into $vmtest_now).
+
+        Neither forks: under TCG a process start costs 0.1-0.3 s, which would be most of
+        the readiness latency. The sleep is a ``read -t`` on a pipe nobody writes to.
+        """
         return (
-            f"vmtest_ms={max(1, int(self.first * 1000))}; "
+            f"vmtest_ms={max(1, int(self.first * 1000))}; exec {{vmtest_sfd}}<> <(:); "
+            "vmtest_clock() { vmtest_now=$(( ${EPOCHREALTIME/[.,]/} / 1000 )); }; "
             "vmtest_sleep() { "
             f"local extra=$(( RANDOM % (vmtest_ms * {int(self.jitter * 100)} / 100 + 1) )); "
-            "local total=$(( vmtest_ms + extra )); "
-            'sleep "$(( total / 1000 )).$(printf %03d $(( total % 1000 )))"; '
+            "local total=$(( vmtest_ms + extra )) pause; "
+            "printf -v pause '%d.%03d' $(( total / 1000 )) $(( total % 1000 )); "
+            'read -r -t "$pause" -u "$vmtest_sfd" || true; '
             f"vmtest_ms=$(( vmtest_ms * 2 > {int(self.maximum * 1000)} ? {int(self.maximum * 1000)} "
             ": vmtest_ms * 2 )); }; "
         )
@@ -138,10 +146,20 @@ def _parse_http_output(url: str, output: str) -> HttpObservation:
     return HttpObservation(url, status, headers, body, attempts=attempts)
 
 
+def _connect_check(url: str) -> str:
+    """Bash testing, without a fork, that the URL's port accepts connections (plain http only)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or ":" in parts.hostname:
+        return "true"
+    port = parts.port or 80
+    return f"{{ exec 3<>/dev/tcp/{parts.hostname}/{port}; }} 2>/dev/null && exec 3>&-"
+
+
 def http_probe_script(url: str, status: int, budget: float, attempt_timeout: float, backoff: Backoff) -> str:
     """Bash that polls ``url`` until it answers ``status`` or ``budget`` seconds pass.
 
-    Prints: the last status (000 for none), the attempt count, then the
+    While the port refuses connections, each attempt is a fork-free connect; curl runs
+    once it accepts. Prints: the last status (000 for none), the attempt count, then the
     last response's headers and body, each base64 on its own line.
     """
     quoted = shlex.quote(url)
@@ -149,13 +167,16 @@ def http_probe_script(url: str, status: int, budget: float, attempt_timeout: flo
         "command -v curl >/dev/null || { echo 'curl is not installed in the guest' >&2; exit 127; }; "
         + backoff.shell()
         + 'd=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; '
-        f"end=$(( $(date +%s%N) / 1000000 + {int(budget * 1000)} )); n=0; "
+        f"vmtest_clock; end=$(( vmtest_now + {int(budget * 1000)} )); n=0; "
         "while :; do n=$((n + 1)); "
+        f"if {_connect_check(url)}; then "
         f'code=$(curl -s -o "$d/b" -D "$d/h" -w "%{{http_code}}" --max-time {attempt_timeout:g} {quoted}) || true; '
+        "else code=000; fi; "
         f'[ "$code" = "{status}" ] && break; '
-        '[ $(( $(date +%s%N) / 1000000 )) -ge "$end" ] && break; '
+        'vmtest_clock; [ "$vmtest_now" -ge "$end" ] && break; '
         "vmtest_sleep; done; "
-        'echo "${code:-000}"; echo "$n"; base64 -w0 "$d/h" 2>/dev/null; echo; base64 -w0 "$d/b" 2>/dev/null; echo'
+        'echo "${code:-000}"; echo "$n"; base64 -w0 "$d/h" 2>/dev/null || true; echo; '
+        'base64 -w0 "$d/b" 2>/dev/null || true; echo'
     )
 
 
@@ -220,9 +241,9 @@ def _probe_loop(machine: Machine, description: str, probe: str, want_success: bo
     condition = probe if want_success else f"! ( {probe} )"
     script = (
         backoff.shell()
-        + f"end=$(( $(date +%s%N) / 1000000 + {int(total * 1000)} )); n=0; "
+        + f"vmtest_clock; end=$(( vmtest_now + {int(total * 1000)} )); n=0; "
         f"while :; do n=$((n + 1)); if {condition}; then echo ok $n; exit 0; fi; "
-        '[ $(( $(date +%s%N) / 1000000 )) -ge "$end" ] && { echo timeout $n; exit 1; }; vmtest_sleep; done'
+        'vmtest_clock; [ "$vmtest_now" -ge "$end" ] && { echo timeout $n; exit 1; }; vmtest_sleep; done'
     )
     started = time.monotonic()
     with machine.nested(f"waiting for {description}"):
