@@ -380,6 +380,11 @@ def observe_units(machine: Machine, units: Sequence[str]) -> list[UnitObservatio
     return observations
 
 
+def accelerator_from_virt(virt: str, unknown: str) -> str:
+    """The accelerator ``systemd-detect-virt`` implies: kvm, tcg (it says ``qemu``), else its answer or ``unknown``."""
+    return {"kvm": "kvm", "qemu": "tcg"}.get(virt, virt or unknown)
+
+
 def failed_units(machine: Machine) -> list[str]:
     """The names of the units systemd reports as failed."""
     _, output = machine.execute("systemctl list-units --failed --plain --no-legend --no-pager | awk '{print $1}'")

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from vmtest.health import failed_units, observe_units
+from vmtest.health import accelerator_from_virt, failed_units, observe_units
 from vmtest.machine_api import Machine
 
 
@@ -112,7 +112,7 @@ class Report:
             "up": True,
             "architecture": machine.succeed("uname -m").strip(),
             "virtualisation": virt.strip() or "none",
-            "accelerator": {"kvm": "kvm", "qemu": "tcg"}.get(virt.strip(), virt.strip() or "unknown"),
+            "accelerator": accelerator_from_virt(virt.strip(), "unknown"),
             "kernel": machine.succeed("uname -r").strip(),
             "failed_units": failed_units(machine),
         }

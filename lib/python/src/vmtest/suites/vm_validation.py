@@ -116,7 +116,7 @@ def boot_budget(profile: VmProfile, accelerator: str, arch: str) -> float:
 def accelerator_of(machine: Machine) -> str:
     """``kvm`` or ``tcg`` as the guest sees it (``systemd-detect-virt``: qemu means TCG)."""
     _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
-    return {"kvm": "kvm", "qemu": "tcg"}.get(virt.strip(), virt.strip() or "none")
+    return health.accelerator_from_virt(virt.strip(), "none")
 
 
 @dataclass
