@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   qemu-system-x86 qemu-system-arm qemu-utils qemu-user-static binfmt-support
   mmdebstrap e2fsprogs kmod vde2 socat cpio zstd nix-bin python3-venv
+  udev  # systemd-hwdb: compiles a foreign image's hardware database natively
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -37,6 +37,8 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
+            # Extra flags for experiments (e.g. E2E_CHROMIUM_ARGS="--js-flags=--jitless").
+            *os.environ.get("E2E_CHROMIUM_ARGS", "").split(),
         ],
     }
 

@@ -18,7 +18,6 @@ Typical use in a testScript::
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import shlex
@@ -130,53 +129,92 @@ def _header_problem(observation: HttpObservation, headers: Mapping[str, str] | N
 
 
 def _parse_http_output(url: str, output: str) -> HttpObservation:
-    lines = output.split("\n")
+    """Parse a probe's output: the status (000: none), the attempt count, then the raw response."""
+    first, _, rest = output.partition("\n")
+    second, _, response = rest.partition("\n")
     try:
-        status = int(lines[0] or 0)
-        attempts = int(lines[1] or 0)
-        raw_headers = base64.b64decode(lines[2]).decode(errors="replace")
-        body = base64.b64decode(lines[3]).decode(errors="replace")
-    except (IndexError, ValueError):
+        status = int(first or 0)
+        attempts = int(second or 0)
+    except ValueError:
         return HttpObservation(url, 0, body=f"(unparseable probe output {output[:200]!r})")
+    raw_headers, _, body = response.replace("\r\n", "\n").partition("\n\n")
     headers: dict[str, str] = {}
-    for line in raw_headers.replace("\r", "").split("\n"):
+    for line in raw_headers.split("\n"):
         if ":" in line and not line.startswith("HTTP/"):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
     return HttpObservation(url, status, headers, body, attempts=attempts)
 
 
-def _connect_check(url: str) -> str:
-    """Bash testing, without a fork, that the URL's port accepts connections (plain http only)."""
+def _native_target(url: str) -> tuple[str, int, str, str] | None:
+    """(host, port, request path, Host header) when bash alone can fetch ``url``, else None."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or ":" in parts.hostname:
-        return "true"
-    port = parts.port or 80
-    return f"{{ exec 3<>/dev/tcp/{parts.hostname}/{port}; }} 2>/dev/null && exec 3>&-"
+    if parts.scheme != "http" or not parts.hostname or ":" in parts.hostname or parts.username:
+        return None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return parts.hostname, parts.port or 80, path, host_header
+
+
+def _native_get(url: str, attempt_ms: int) -> str:
+    """Bash defining ``vmtest_get``: one HTTP/1.0 GET over /dev/tcp, no process started.
+
+    Sets ``code`` (000: no complete response) and ``resp`` (the raw response).
+    Under TCG a process start costs 0.1-0.3 s: curl, plus the tools shipping its
+    output, would be most of the time from readiness to the wait returning.
+    """
+    target = _native_target(url)
+    assert target is not None
+    host, port, path, host_header = target
+    request = f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: vmtest-health\r\nAccept: */*\r\n\r\n"
+    return (
+        "trap '' PIPE; "
+        "vmtest_get() { code=000; resp=; local fd line rc=0 left pause deadline; "
+        f"vmtest_clock; deadline=$(( vmtest_now + {attempt_ms} )); "
+        f"{{ exec {{fd}}<>/dev/tcp/{host}/{port}; }} 2>/dev/null || return 0; "
+        f"printf '%s' {shlex.quote(request)} >&\"$fd\" 2>/dev/null || {{ exec {{fd}}>&-; return 0; }}; "
+        "while :; do vmtest_clock; left=$(( deadline - vmtest_now )); "
+        "if (( left <= 0 )); then rc=142; break; fi; "
+        "printf -v pause '%d.%03d' $(( left / 1000 )) $(( left % 1000 )); "
+        'IFS= read -r -t "$pause" -u "$fd" line && rc=0 || rc=$?; '
+        "if (( rc == 0 )); then resp+=\"$line\"$'\\n'; "
+        "if (( ${#resp} > 4194304 )); then break; fi; continue; fi; "
+        "if (( rc <= 128 )); then resp+=\"$line\"; fi; break; done; "
+        "exec {fd}>&-; "
+        "if (( rc <= 128 )) && [[ $resp =~ ^HTTP/[0-9.]+\\ ([0-9][0-9][0-9]) ]]; then code=${BASH_REMATCH[1]}; fi; "
+        "return 0; }; "
+    )
 
 
 def http_probe_script(url: str, status: int, budget: float, attempt_timeout: float, backoff: Backoff) -> str:
     """Bash that polls ``url`` until it answers ``status`` or ``budget`` seconds pass.
 
-    While the port refuses connections, each attempt is a fork-free connect; curl runs
-    once it accepts. Prints: the last status (000 for none), the attempt count, then the
-    last response's headers and body, each base64 on its own line.
+    Plain ``http://`` URLs are fetched by bash itself (``/dev/tcp``, HTTP/1.0),
+    so no process starts between the service becoming ready and the answer;
+    other URLs go through curl. Prints the last status (000 for none), the
+    attempt count, then the last raw response (status line, headers, body).
     """
-    quoted = shlex.quote(url)
-    return (
-        "command -v curl >/dev/null || { echo 'curl is not installed in the guest' >&2; exit 127; }; "
-        + backoff.shell()
-        + 'd=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; '
-        f"vmtest_clock; end=$(( vmtest_now + {int(budget * 1000)} )); n=0; "
-        "while :; do n=$((n + 1)); "
-        f"if {_connect_check(url)}; then "
-        f'code=$(curl -s -o "$d/b" -D "$d/h" -w "%{{http_code}}" --max-time {attempt_timeout:g} {quoted}) || true; '
-        "else code=000; fi; "
+    loop_end = (
         f'[ "$code" = "{status}" ] && break; '
         'vmtest_clock; [ "$vmtest_now" -ge "$end" ] && break; '
         "vmtest_sleep; done; "
-        'echo "${code:-000}"; echo "$n"; base64 -w0 "$d/h" 2>/dev/null || true; echo; '
-        'base64 -w0 "$d/b" 2>/dev/null || true; echo'
+    )
+    start = backoff.shell() + f"vmtest_clock; end=$(( vmtest_now + {int(budget * 1000)} )); n=0; "
+    if _native_target(url) is not None:
+        return (
+            _native_get(url, max(1, int(attempt_timeout * 1000))) + start
+            + "while :; do n=$((n + 1)); vmtest_get; " + loop_end
+            + "printf '%s\\n%s\\n%s' \"$code\" \"$n\" \"$resp\""
+        )
+    quoted = shlex.quote(url)
+    return (
+        "command -v curl >/dev/null || { echo 'curl is not installed in the guest' >&2; exit 127; }; "
+        + start
+        + 'd=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; '
+        "while :; do n=$((n + 1)); "
+        f'code=$(curl -s -o "$d/b" -D "$d/h" -w "%{{http_code}}" --max-time {attempt_timeout:g} {quoted}) || true; '
+        + loop_end
+        + 'echo "${code:-000}"; echo "$n"; cat "$d/h" "$d/b" 2>/dev/null || true'
     )
 
 

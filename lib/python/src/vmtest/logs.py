@@ -19,6 +19,7 @@ import hashlib
 import re
 import shlex
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -208,12 +209,36 @@ def _read_source(machine: Machine, source: LogSource, timeout: float) -> tuple[b
 
 def _read_staged(machine: Machine, staged: str, size: int, timeout: float) -> tuple[bytes | None, str | None]:
     try:
+        shared = _read_through_shared_dir(machine, staged, size, timeout)
+        if shared is not None:
+            return gzip.decompress(shared), None
         chunks = [_read_chunk(machine, staged, index, timeout) for index in range(-(-size // TRANSFER_CHUNK_BYTES))]
         return gzip.decompress(b"".join(chunks)), None
     except UNREADABLE as error:
         return None, str(error)
     finally:
         run(machine, f"rm -f {staged}", timeout)
+
+
+def _read_through_shared_dir(machine: Machine, staged: str, size: int, timeout: float) -> bytes | None:
+    """The staged file read through the 9p directory both drivers share (guest /tmp/shared,
+    host ``machine.shared_dir``), or None when the machine has none.
+
+    Many times faster than the console for large logs (no base64, no 2 MiB round trips);
+    gzip's own CRC and length check the result. Nothing lands in the output directory.
+    """
+    shared_dir = getattr(machine, "shared_dir", None)
+    if shared_dir is None or not Path(shared_dir).is_dir():
+        return None
+    name = f"vmtest-log-{uuid.uuid4().hex}.gz"
+    status, _ = run(machine, f"mountpoint -q /tmp/shared && cp {staged} /tmp/shared/{name}", timeout)
+    host_file = Path(shared_dir) / name
+    try:
+        if status != 0 or not host_file.is_file() or host_file.stat().st_size != size:
+            return None
+        return host_file.read_bytes()
+    finally:
+        host_file.unlink(missing_ok=True)
 
 
 def collect_logs(

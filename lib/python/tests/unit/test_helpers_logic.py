@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gzip
+import http.server
 import json
 import os
 import subprocess
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -86,8 +88,8 @@ def test_psql_failure_is_parsed() -> None:
 
 
 def test_http_probe_output_and_body_checks() -> None:
-    raw = "200\n3\n" + base64.b64encode(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: b\r\n").decode()
-    raw += "\n" + base64.b64encode(json.dumps({"status": "ok", "db": {"ok": True}}).encode()).decode() + "\n"
+    raw = "200\n3\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: b\r\n\r\n"
+    raw += json.dumps({"status": "ok", "db": {"ok": True}})
     observation = health._parse_http_output("http://x/health", raw)
     assert (observation.status, observation.attempts) == (200, 3)
     assert observation.headers == {"content-type": "application/json", "x-a": "b"}
@@ -98,6 +100,55 @@ def test_http_probe_output_and_body_checks() -> None:
     assert "expected 'c'" in (health._header_problem(observation, {"X-A": "c"}) or "")
     broken = health._parse_http_output("http://x", "garbage")
     assert broken.status == 0 and "no HTTP response" in broken.describe()
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers /health with the JSON in the server's ``document``; /slow never answers in time."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(1.5)
+        body = json.dumps({"status": "ok", "path": self.path, "host": self.headers["Host"]}).encode()
+        self.send_response(200 if self.path.startswith("/health") else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Service", "answers")
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError):  # the slow case's client has gone
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _probe_locally(url: str, budget: float, attempt: float = 2) -> health.HttpObservation:
+    script = health.http_probe_script(url, 200, budget, attempt, health.Backoff(0.05, 0.1, 0.2))
+    done = subprocess.run(["bash", "-c", "set -euo pipefail; " + script], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return health._parse_http_output(url, done.stdout)
+
+
+def test_the_fork_free_http_probe_fetches_for_real() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        ok = _probe_locally(f"http://127.0.0.1:{port}/health?a=1&b=2", 5)
+        assert ok.status == 200 and ok.attempts == 1
+        assert ok.json() == {"status": "ok", "path": "/health?a=1&b=2", "host": f"127.0.0.1:{port}"}
+        assert ok.headers["x-service"] == "answers"
+        # negative controls: a wrong status is reported with its body after the budget ...
+        unavailable = _probe_locally(f"http://127.0.0.1:{port}/down", 0.5)
+        assert unavailable.status == 503 and unavailable.attempts > 3 and '"path": "/down"' in unavailable.body
+        # ... an answer slower than the per-attempt timeout counts as none ...
+        slow = _probe_locally(f"http://127.0.0.1:{port}/slow", 0.2, attempt=0.3)
+        assert slow.status == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    # ... and so does a closed port.
+    closed = _probe_locally(f"http://127.0.0.1:{port}/health", 0.3)
+    assert closed.status == 0 and closed.attempts > 2
 
 
 def test_http_probe_script_is_valid_bash_and_backs_off() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import lzma
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -8,7 +9,9 @@ import pytest
 
 from vmtest.accel import select_accelerator
 from vmtest.errors import ImageBuildError
+from vmtest.image import configure
 from vmtest.image.initramfs import module_load_order, write_cpio
+from vmtest.image.recipe import load_recipe
 from vmtest.runtime.machine import _clean_monitor_answer, _ppm_to_png
 
 
@@ -65,3 +68,87 @@ def test_accelerator_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
         select_accelerator("x86_64")
     monkeypatch.delenv("VMTEST_ACCEL")
     assert select_accelerator("aarch64").name == "tcg" or select_accelerator("aarch64").guest_arch == "aarch64"
+
+
+def _foreign_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")  # merged /usr, as in trixie
+    system = root / "usr/lib/systemd/system"
+    system.mkdir(parents=True)
+    (system / "ssh.service").write_text(
+        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n")
+    (system / "static.service").write_text("[Service]\nExecStart=/bin/true\n")
+    user = root / "usr/lib/systemd/user"
+    user.mkdir(parents=True)
+    (user / "agent.socket").write_text("[Socket]\nListenStream=%t/a\n[Install]\nWantedBy=sockets.target\n")
+    (system / "off.service").write_text("[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    presets = root / "usr/lib/systemd/system-preset"
+    presets.mkdir(parents=True)
+    (presets / "90-test.preset").write_text("disable off.service\n")
+    return root
+
+
+def test_recorded_helper_calls_are_replayed_natively(tmp_path: Path) -> None:
+    root = _foreign_root(tmp_path)
+    recipe_path = tmp_path / "r.toml"
+    recipe_path.write_text('suite = "trixie"\narch = "arm64"\n')
+    recipe = load_recipe(recipe_path)
+    calls = root / configure.HELPER_CALLS
+    calls.parent.mkdir(parents=True)
+    calls.write_text(
+        "deb-systemd-helper unmask ssh.service\n"
+        "deb-systemd-helper --quiet was-enabled ssh.service\n"
+        "deb-systemd-helper enable ssh.service\n"
+        "deb-systemd-helper enable static.service\n"
+        "deb-systemd-helper enable off.service\n"
+        "deb-systemd-helper --user enable agent.socket\n"
+        "deb-systemd-invoke start ssh.service\n"
+        "invoke-rc.d ssh start\n"
+    )
+    assert configure.recorded_unit_enables(calls.read_text()) == (
+        ["ssh.service", "static.service", "off.service"], ["agent.socket"])
+    configure.replay_recorded_helpers(root, recipe)
+    etc = root / "etc/systemd"
+    assert (etc / "system/multi-user.target.wants/ssh.service").is_symlink()
+    assert (etc / "system/sshd.service").is_symlink()
+    assert (etc / "user/sockets.target.wants/agent.socket").is_symlink()
+    assert not list(etc.rglob("static.service"))  # nothing to enable: no [Install], not an error
+    assert not list(etc.rglob("off.service"))  # presets are honoured, as deb-systemd-helper does
+    assert not calls.exists()
+    assert not (root / "usr/lib/udev/hwdb.bin").exists()  # nobody asked for hwdb
+
+
+@pytest.mark.skipif(shutil.which("systemd-hwdb") is None, reason="needs systemd-hwdb (package udev)")
+def test_hwdb_is_compiled_natively_and_answers(tmp_path: Path) -> None:
+    root = _foreign_root(tmp_path)
+    recipe_path = tmp_path / "r.toml"
+    recipe_path.write_text('suite = "trixie"\narch = "arm64"\n')
+    hwdb = root / "usr/lib/udev/hwdb.d"
+    hwdb.mkdir(parents=True)
+    # A vendor no real hwdb has: the answer can only come from the image's database.
+    (hwdb / "20-test.hwdb").write_text("usb:vF00D*\n ID_VENDOR_FROM_DATABASE=vmtest test vendor\n")
+    configure.compile_hwdb(root, load_recipe(recipe_path))
+    query = subprocess.run(["systemd-hwdb", f"--root={root}", "query", "usb:vF00Dp0001"],
+                           capture_output=True, text=True, check=True)
+    assert "ID_VENDOR_FROM_DATABASE=vmtest test vendor" in query.stdout
+
+
+def test_helper_shadows_record_and_answer_as_on_a_first_install(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    configure.install_helper_shadows(root)
+    shadow = root / "usr/local/bin/deb-systemd-helper"
+    calls = tmp_path / "calls"
+    # The shadow writes to the image's /var/lib; run it here against a file of the test's own.
+    script = tmp_path / "dsh"
+    script.write_text(shadow.read_text().replace(f"/{configure.HELPER_CALLS}", str(calls)))
+
+    def status(*args: str) -> int:
+        return subprocess.run(["sh", str(script), *args], check=False).returncode
+
+    assert status("--quiet", "was-enabled", "ssh.service") == 0  # no state file: "was enabled"
+    assert status("debian-installed", "ssh.socket") == 1
+    assert status("enable", "ssh.service") == 0
+    assert calls.read_text().splitlines()[-1] == "deb-systemd-helper enable ssh.service"
+    configure.remove_helper_shadows(root)
+    assert not shadow.exists() and not (root / "usr/local/sbin/invoke-rc.d").exists()

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.configure import DOC_EXCLUDES
+from vmtest.image.configure import CHROOT_PATH, DOC_EXCLUDES
 from vmtest.image.initramfs import build_initramfs
 from vmtest.image.recipe import Recipe
 
@@ -150,25 +150,44 @@ def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
         ' && printf "#!/bin/sh\\nexit 0\\n" > "$1/usr/sbin/update-initramfs"'
         ' && chmod 755 "$1/usr/sbin/update-initramfs"'
     )
+    # Foreign: maintainer scripts from the essential set on see recording shadows of the
+    # slow service helpers (configure.py, RECORDED_HELPERS), replayed natively at the end.
+    shadows = [f'--extract-hook={configure} --shadow-helpers "$1"'] if foreign else []
     argv = [
         "mmdebstrap", "--mode=root", "--variant=apt", f"--arch={recipe.arch}", "--format=directory",
-        *include,
+        *include, *shadows,
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in DOC_EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         f"--essential-hook={divert}",
         f'--customize-hook={configure} "$1" {shlex.quote(str(recipe.path))}{hook_packages}',
         recipe.suite, str(rootfs), debian_mirror(),
     ]
-    with log_file.open("w") as log:
-        log.write("$ " + shlex.join(argv) + "\n")
-        log.flush()
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        output = log_file.read_text(errors="replace")
+    returncode = _run_timestamped(argv, log_file, {**os.environ, "PATH": f"{CHROOT_PATH}:{os.environ.get('PATH', '')}"})
+    if returncode != 0:
+        output = re.sub(r"(?m)^\[ *[0-9.]+s\] ", "", log_file.read_text(errors="replace"))
         configure_errors = [line for line in output.splitlines() if line.startswith("vmtest: ")]
         if configure_errors:
             raise ImageBuildError(configure_errors[-1].removeprefix("vmtest: ") + f" (build log: {log_file})")
         raise ImageBuildError(_explain_mmdebstrap_failure(recipe, output) + f"\n(build log: {log_file})")
+
+
+def _run_timestamped(argv: list[str], log_file: Path, env: dict[str, str]) -> int:
+    """Run ``argv`` with its output in ``log_file``, each line stamped with the seconds since start.
+
+    The stamps are how a slow build is diagnosed: they show which phase
+    (download, essential set, hooks, configure steps) took the time.
+    """
+    started = time.monotonic()
+    with log_file.open("w") as log:
+        log.write("$ " + shlex.join(argv) + "\n")
+        log.flush()
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(f"[{time.monotonic() - started:7.1f}s] {line}")
+            log.flush()
+        return process.wait()
 
 
 def _disk_usage_mb(root: Path) -> int:

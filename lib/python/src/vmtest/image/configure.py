@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -78,6 +80,7 @@ def install_packages_natively_unpacked(root: Path, recipe: Recipe, packages: lis
     times slower.
     """
     env = {**os.environ, "APT_CONFIG": _apt_config(recipe)}
+    started = time.monotonic()
     download = subprocess.run(
         ["apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends", *packages],
         env=env, capture_output=True, text=True, check=False,
@@ -93,28 +96,139 @@ def install_packages_natively_unpacked(root: Path, recipe: Recipe, packages: lis
         raise ImageBuildError(f"recipe {recipe.path}: apt could not resolve packages: {problem}")
     archives = root / "var/cache/apt/archives"
     debs = sorted(str(path) for path in archives.glob("*.deb"))
+    started = _step_done("packages: download", started)
     if debs:
         excludes = [f"--path-exclude={pattern}" for pattern in DOC_EXCLUDES]
         _run(recipe, "packages (host unpack)", [
             "dpkg", f"--root={root}", "--force-architecture", "--force-depends", "--force-unsafe-io",
             *excludes, "--path-include=/usr/share/doc/*/copyright", "--unpack", *debs,
         ])
+    started = _step_done(f"packages: host unpack of {len(debs)} debs", started)
     stubbed = _stub_byte_compilers(root)
+    install_helper_shadows(root)  # already there when the extract hook ran; not for direct use
     try:
-        result = subprocess.run(
+        returncode, output = _run_into_build_log(
             ["chroot", str(root), "dpkg", "--force-unsafe-io", "--configure", "-a"],
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"},
-            capture_output=True, text=True, check=False,
+            {"PATH": CHROOT_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"},
         )
     finally:
         for original, aside in stubbed:
             aside.replace(original)
-    if result.returncode != 0:
-        raise ImageBuildError(
-            f"recipe {recipe.path}: configuring packages failed:\n{(result.stdout + result.stderr).strip()[-2000:]}"
-        )
+    if returncode != 0:
+        raise ImageBuildError(f"recipe {recipe.path}: configuring packages failed:\n{output.strip()[-2000:]}")
+    started = _step_done("packages: configure (emulated)", started)
+    replay_recorded_helpers(root, recipe)
+    _step_done("packages: service links and hwdb (native)", started)
     for deb in debs:
         Path(deb).unlink()
+
+
+# Maintainer-script helpers that cost seconds per call under emulation (Perl, systemctl's
+# big shared library) and whose effect the host reproduces natively. Shadows earlier in
+# PATH (/usr/local, which no package touches) only record their arguments, from the
+# essential set's installation on; replay_recorded_helpers then does the work natively.
+RECORDED_HELPERS = ("usr/local/bin/deb-systemd-helper", "usr/local/bin/deb-systemd-invoke",
+                    "usr/local/sbin/invoke-rc.d", "usr/local/bin/systemd-hwdb")
+HELPER_CALLS = "var/lib/vmtest-helper-calls"
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def install_helper_shadows(root: Path) -> None:
+    """Put the recording shadows of RECORDED_HELPERS into ``root`` (idempotent)."""
+    for relative in RECORDED_HELPERS:
+        shadow = root / relative
+        shadow.parent.mkdir(parents=True, exist_ok=True)
+        shadow.write_text(
+            f'#!/bin/sh\necho "{shadow.name} $*" >> /{HELPER_CALLS}\n'
+            # A fresh install as deb-systemd-helper sees it: no state files yet.
+            'for word in "$@"; do case "$word" in debian-installed|is-enabled) exit 1;; esac; done\n'
+            "exit 0\n"
+        )
+        shadow.chmod(0o755)
+
+
+def remove_helper_shadows(root: Path) -> None:
+    for relative in RECORDED_HELPERS:
+        (root / relative).unlink(missing_ok=True)
+
+
+def recorded_unit_enables(calls: str) -> tuple[list[str], list[str]]:
+    """The (system, user) units that recorded ``deb-systemd-helper enable`` calls asked for, in order."""
+    system: list[str] = []
+    user: list[str] = []
+    for line in calls.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] != "deb-systemd-helper":
+            continue
+        options = [word for word in words[1:] if word.startswith("--")]
+        arguments = [word for word in words[1:] if not word.startswith("--")]
+        if arguments and arguments[0] == "enable":
+            target = user if "--user" in options else system
+            target.extend(unit for unit in arguments[1:] if unit not in target)
+    return system, user
+
+
+def replay_recorded_helpers(root: Path, recipe: Recipe) -> None:
+    """Do natively what the recorded helpers were asked: enable units (systemctl --root), compile hwdb.
+
+    ``invoke-rc.d``/``deb-systemd-invoke`` only start services, which an image
+    build never does (policy-rc.d denies it anyway): nothing to replay.
+    """
+    remove_helper_shadows(root)
+    calls_file = root / HELPER_CALLS
+    calls = calls_file.read_text() if calls_file.is_file() else ""
+    calls_file.unlink(missing_ok=True)
+    system, user = recorded_unit_enables(calls)
+    for scope, units in (("--system", system), ("--global", user)):
+        for unit in units:
+            # What deb-systemd-helper enable does on a first install, one unit at a time.
+            done = subprocess.run(
+                ["systemctl", f"--root={root}", scope, "--preset-mode=enable-only", "preset", unit],
+                capture_output=True, text=True, check=False,
+            )
+            if done.returncode != 0:
+                print(f"vmtest-step: warning: systemctl {scope} preset {unit}: {done.stderr.strip()}",
+                      file=sys.stderr, flush=True)
+    if any(line.startswith("systemd-hwdb ") for line in calls.splitlines()):
+        compile_hwdb(root, recipe)
+
+
+def compile_hwdb(root: Path, recipe: Recipe) -> None:
+    """Compile udev's hardware database with the host's systemd-hwdb (0.3 s; 40 s emulated).
+
+    The hwdb.bin format is the same across architectures and systemd versions
+    (a header records its sizes); without a host systemd-hwdb (package udev),
+    the image's own runs under emulation.
+    """
+    if shutil.which("systemd-hwdb"):
+        _run(recipe, "hwdb", ["systemd-hwdb", f"--root={root}", "--usr", "update"])
+    else:
+        print("vmtest-step: no systemd-hwdb on the host (apt-get install udev): compiling hwdb emulated",
+              file=sys.stderr, flush=True)
+        _run(recipe, "hwdb", ["chroot", str(root), "systemd-hwdb", "--usr", "update"])
+
+
+def _run_into_build_log(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv``, passing each output line on to the build log as it comes; returns (status, output).
+
+    The builder time-stamps the log's lines: "Setting up X" lines then show
+    which package's maintainer scripts take the time under emulation.
+    """
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        sys.stderr.write("  " + line)
+        sys.stderr.flush()
+    return process.wait(), "".join(lines)
+
+
+def _step_done(label: str, started: float) -> float:
+    now = time.monotonic()
+    print(f"vmtest-step: {label} took {now - started:.1f} s", file=sys.stderr, flush=True)
+    return now
 
 
 def _stub_byte_compilers(root: Path) -> list[tuple[Path, Path]]:
@@ -325,6 +439,23 @@ def install_pip_packages(root: Path, recipe: Recipe) -> None:
         shutil.rmtree(wheels, ignore_errors=True)
 
 
+def mark_up_to_date(root: Path) -> None:
+    """Write /etc/.updated and /var/.updated as systemd-update-done would after a first boot.
+
+    Every test boot starts from the pristine image, so without them the
+    ConditionNeedsUpdate= units (ldconfig, journal catalog, hwdb, update-done)
+    run at every boot, seconds of CPU under TCG for caches the build already made.
+    """
+    usr = (root / "usr").stat()
+    for directory in ("etc", "var"):
+        marker = root / directory / ".updated"
+        marker.write_text(
+            "# Written by vmtest's image builder (as systemd-update-done.service would)\n"
+            f"TIMESTAMP_NSEC={usr.st_mtime_ns}\n"
+        )
+        os.utime(marker, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
+
+
 def run_setup(root: Path, recipe: Recipe) -> None:
     """Run the recipe's setup commands in the image (under emulation for foreign arches)."""
     for number, command in enumerate(recipe.setup, 1):
@@ -341,16 +472,27 @@ def run_setup(root: Path, recipe: Recipe) -> None:
 
 
 def configure(root: Path, recipe: Recipe, foreign_packages: list[str] | None = None) -> None:
-    """Apply every step of the recipe to ``root`` (installing ``foreign_packages`` first, if given)."""
+    """Apply every step of the recipe to ``root`` (installing ``foreign_packages`` first, if given).
+
+    Each step's duration goes to stderr, which is the build log.
+    """
+    steps: list[tuple[str, Callable[[], None]]] = []
     if foreign_packages:
-        install_packages_natively_unpacked(root, recipe, foreign_packages)
-    install_kernel(root, recipe)
-    install_test_instrumentation(root, recipe)
-    add_groups_and_users(root, recipe)
-    place_files(root, recipe)
-    configure_units(root, recipe)
-    install_pip_packages(root, recipe)
-    run_setup(root, recipe)
+        steps.append(("packages", lambda: install_packages_natively_unpacked(root, recipe, foreign_packages)))
+    steps += [
+        ("kernel", lambda: install_kernel(root, recipe)),
+        ("instrumentation", lambda: install_test_instrumentation(root, recipe)),
+        ("users", lambda: add_groups_and_users(root, recipe)),
+        ("files", lambda: place_files(root, recipe)),
+        ("units", lambda: configure_units(root, recipe)),
+        ("pip", lambda: install_pip_packages(root, recipe)),
+        ("setup", lambda: run_setup(root, recipe)),
+        ("update markers", lambda: mark_up_to_date(root)),
+    ]
+    for name, step in steps:
+        started = time.monotonic()
+        step()
+        _step_done(name, started)
     # Test VMs have no name server: nothing in a test may depend on the outside.
     _write(root, "/etc/resolv.conf", "")
     # Leave no apt lists or caches in the image: they only cost disk and build time.
@@ -361,6 +503,9 @@ def configure(root: Path, recipe: Recipe, foreign_packages: list[str] | None = N
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--shadow-helpers"] and len(args) == 2:  # mmdebstrap's extract hook
+        install_helper_shadows(Path(args[1]))
+        return 0
     if len(args) < 2:
         print("usage: python -m vmtest.image.configure ROOT RECIPE [FOREIGN-PACKAGE…]", file=sys.stderr)
         return 2
