@@ -57,7 +57,7 @@ bench: deps venv
 	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
 	  --helpers-recipe tests/recipes/services.toml \
 	  --build-only ../../machines/debian-vm-aarch64.toml --vm-suites ../../tests/vm/machines-aarch64.toml \
-	  --output ../../bench/results.json
+	  --e2e ../../e2e-test/machines.toml --output ../../bench/results.json
 
 clean:
 	rm -rf $(VENV) out bench/results.json

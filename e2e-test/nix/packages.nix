@@ -55,9 +55,17 @@ rec {
         mkdir -p "$out"
         cd ${placeholder "out"}/share/e2e-tests
         export E2E_ARTIFACTS="$out" PYTHONDONTWRITEBYTECODE=1
-        exec ${testPython}/bin/python3 -m pytest -v -p no:cacheprovider \
-          --junitxml="$out/junit-browser.xml" --screenshot only-on-failure \
-          --tracing retain-on-failure --output "$out/test-results" .
+        # As the Debian client's script: untraced, then the failed tests again with a trace.
+        cache="-o cache_dir=$out/.pytest-cache"
+        ${testPython}/bin/python3 -m pytest -v $cache --durations=0 --junitxml="$out/junit-browser.xml" \
+          --screenshot only-on-failure --output "$out/test-results" .
+        status=$?
+        if [ "$status" -ne 0 ]; then
+          echo "e2e-run-browser-tests: re-running the failed tests with a trace into $out/test-results/traced"
+          ${testPython}/bin/python3 -m pytest -v $cache --last-failed --last-failed-no-failures none \
+            --tracing on --output "$out/test-results/traced" . || true
+        fi
+        exit "$status"
       ''} $out/bin/e2e-run-browser-tests \
         --set PLAYWRIGHT_BROWSERS_PATH ${pkgs.playwright-driver.browsers} \
         --set E2E_CHROMIUM ""

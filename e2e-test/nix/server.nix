@@ -139,13 +139,19 @@ in
       WorkingDirectory = "/var/lib/alicia";
       EnvironmentFile = "/etc/alicia/env";
       ExecStart = "${alicia}/bin/alicia server";
+      # The same script as the Debian twin's /usr/lib/alicia/alicia-healthcheck: bash's own
+      # connect() while the port is closed, curl once it accepts.
       ExecStartPost = pkgs.writeShellScript "alicia-healthcheck" ''
-        for i in $(seq 1 150); do
-          if ${pkgs.curl}/bin/curl -sf --max-time 2 http://127.0.0.1:8888/health | ${pkgs.gnugrep}/bin/grep -q '"status": *"ok"'; then
-            echo "Backend is healthy"
-            exit 0
+        exec 4<> <(:)
+        for i in $(seq 1 300); do
+          if { exec 3<>/dev/tcp/127.0.0.1/8888; } 2>/dev/null; then
+            exec 3>&-
+            if ${pkgs.curl}/bin/curl -sf --max-time 2 http://127.0.0.1:8888/health | ${pkgs.gnugrep}/bin/grep -q '"status": *"ok"'; then
+              echo "Backend is healthy"
+              exit 0
+            fi
           fi
-          sleep 0.2
+          read -r -t 0.1 -u 4 || true
         done
         echo "Backend failed to become healthy"
         exit 1

@@ -67,6 +67,9 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+# Probes that start no process (an HTTP/1.0 GET by bash over /dev/tcp) cost the
+# guest almost nothing, so they can poll twice as often: readiness is noticed sooner.
+FORK_FREE_BACKOFF = Backoff(first=0.02, maximum=0.05)
 
 
 @dataclass
@@ -228,15 +231,19 @@ def wait_for_http(
     headers: Mapping[str, str] | None = None,
     timeout: Timeout = 120,
     attempt_timeout: Timeout = 5,
-    backoff: Backoff = DEFAULT_BACKOFF,
+    backoff: Backoff | None = None,
 ) -> HttpObservation:
     """Wait, polling from ``machine``, until ``url`` answers ``status`` with a body and headers that match.
 
     ``json_subset`` must be contained in the JSON body (nested dicts compare as
     subsets); ``json_predicate`` is called with the parsed body; ``headers``
-    maps names to exact values (``"*"``: present). Returns the matching
-    observation; raises HealthCheckFailed with the last status and body.
+    maps names to exact values (``"*"``: present). ``backoff`` defaults to
+    FORK_FREE_BACKOFF for plain http URLs (bash fetches them), DEFAULT_BACKOFF
+    otherwise (curl). Returns the matching observation; raises
+    HealthCheckFailed with the last status and body.
     """
+    if backoff is None:
+        backoff = FORK_FREE_BACKOFF if _native_target(url) is not None else DEFAULT_BACKOFF
     predicate: JsonPredicate | None = json_predicate if json_predicate is not None else json_subset
     total = to_seconds(timeout)
     per_attempt = to_seconds(attempt_timeout)

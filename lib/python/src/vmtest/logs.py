@@ -128,8 +128,9 @@ def alicia_server_sources(unit: str = "alicia.service") -> list[LogSource]:
     return [
         journal_json("backend.jsonl", unit),
         journal("backend-stderr.log", unit),
+        # Debian's pg_ctlcluster logs to files; postgres run by systemd (NixOS) to the journal.
         LogSource("postgresql.log", "command",
-                  "cat /var/log/postgresql/*.log 2>/dev/null || journalctl --no-pager -u 'postgresql*'"),
+                  "cat /var/log/postgresql/*.log 2>/dev/null; journalctl --no-pager -o short-iso -u 'postgresql*'"),
         file("nginx-access.log", "/var/log/nginx/access.log"),
         file("nginx-error.log", "/var/log/nginx/error.log"),
         *standard_sources(),

@@ -6,6 +6,8 @@ readable message, on a planted fault (its negative control).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import subprocess
 import time
@@ -194,8 +196,12 @@ def test_logs_are_collected_and_redacted(server: QemuMachine, client: QemuMachin
 
 def test_large_logs_are_compressed(server: QemuMachine, tmp_path: Path) -> None:
     server.succeed("head -c 12000000 /dev/urandom | base64 > /var/log/big.log")
+    expected = server.succeed("sha256sum < /var/log/big.log").split()[0]
     collected = logs.collect_logs(server, [logs.file("big.log", "/var/log/big.log")], out_dir=tmp_path, dest="big")
     assert collected[0].path == tmp_path / "big" / "big.log.gz"
+    # It came through the 9p shared directory (nothing left there) and arrived whole.
+    assert hashlib.sha256(gzip.decompress(collected[0].path.read_bytes())).hexdigest() == expected
+    assert not list(Path(server.shared_dir).glob("vmtest-log-*"))
 
 
 def test_failure_bundle_collects_on_exception_even_from_a_dead_machine(driver: Driver, tmp_path: Path) -> None:
