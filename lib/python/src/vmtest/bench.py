@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import gzip
 import json
 import os
 import platform
@@ -333,6 +334,7 @@ def bench_helpers(recipe_path: Path, trials: int, journal_mb: int, log: Callable
                 "systemctl restart systemd-journald",
                 # 20% more than asked: journald under TCG kept ~90% of a fast writer's lines here.
                 f"head -c {int(journal_mb * 1e6 * 1.2 * 3 / 4)} /dev/urandom | base64 -w 150 | systemd-cat -t bench",
+                "journalctl --sync",
             )
             size = int(machine.succeed("journalctl -t bench -o cat | wc -c").strip())
             if size < journal_mb * 1e6:
@@ -342,6 +344,12 @@ def bench_helpers(recipe_path: Path, trials: int, journal_mb: int, log: Callable
             collected = logs.collect_logs(machine, [logs.command("bench.log", "journalctl -t bench -o cat")],
                                           out_dir=work, dest="collected")
             seconds = time.monotonic() - started
+            written = collected[0].path
+            if written is None:
+                raise RuntimeError(f"the journal was not collected: {collected[0].error}")
+            text = gzip.decompress(written.read_bytes()) if written.suffix == ".gz" else written.read_bytes()
+            if len(text) < size:
+                raise RuntimeError(f"collected {len(text)} bytes of a {size}-byte journal")
             record["log_collection"] = {"journal_bytes": size, "seconds": round(seconds, 2),
                                         "written_bytes": collected[0].size,
                                         "written_file": collected[0].path.name if collected[0].path else None,

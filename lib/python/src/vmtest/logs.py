@@ -266,8 +266,16 @@ def collect_logs(
     # execute() on a machine that is down would boot it again: take only what the host has.
     is_up = getattr(machine, "is_up", None)
     reachable = is_up() if callable(is_up) else True
+    chosen = (sources if sources is not None else standard_sources()) if reachable else []
     with machine.nested(f"collecting logs into {target}"):
-        for source in (sources if sources is not None else standard_sources()) if reachable else []:
+        if any("journalctl" in source.command() for source in chosen):
+            # journalctl opening a file that journald is extending can take it for truncated and
+            # skip it whole ("… is truncated, ignoring file"); have journald write everything first.
+            try:
+                run(machine, "journalctl --sync 2>/dev/null || true", timeout)
+            except Exception as failure:  # collection goes on with what can be read
+                machine.log(f"journalctl --sync failed: {failure}")
+        for source in chosen:
             try:
                 data, error = _read_source(machine, source, timeout)
             except Exception as failure:  # a dead VM must not stop the collection of the rest
