@@ -20,6 +20,10 @@ def test_aarch64_machine(make_driver: Callable[..., Driver]) -> None:
     assert driver.configs[0].accelerator.name == "tcg"
     machine.wait_for_unit("multi-user.target")
     assert machine.succeed("uname -m").strip() == "aarch64"
+    # The builder compiled udev's hwdb with the host's systemd-hwdb: the image's own must read it,
+    # and no maintainer-script shadow (image/configure.py) may be left behind.
+    assert "ID_VENDOR_FROM_DATABASE=Linux Foundation" in machine.succeed("systemd-hwdb query usb:v1D6Bp0001")
+    machine.succeed("test ! -e /usr/local/bin/deb-systemd-helper", "test ! -e /usr/local/sbin/invoke-rc.d")
     assert machine.execute("sleep 20", timeout=1)[0] == 124
     machine.succeed("echo from-arm > /root/arm.txt")
     machine.copy_from_machine("/root/arm.txt")
