@@ -207,33 +207,34 @@ def bench_image_builds(recipe_paths: list[Path], cold: bool, log: Callable[[str]
     return record
 
 
+def _timed_vmtest_run(arguments: list[str], env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """Run ``vmtest run ARGUMENTS``; returns (exit status, stderr, wall seconds)."""
+    started = time.monotonic()
+    run = subprocess.Popen([sys.executable, "-m", "vmtest.cli", "run", *arguments], env={**os.environ, **(env or {})},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = run.communicate()
+    except BaseException:
+        # Interrupted: `vmtest run` releases its VMs on SIGTERM; a SIGKILL would orphan them.
+        run.terminate()
+        run.communicate(timeout=120)
+        raise
+    return run.returncode, stderr, time.monotonic() - started
+
+
 def bench_vm_suites(machines_toml: Path, arch: str, log: Callable[[str], None]) -> Record:
     """Wall time of the three validation suites (boot, services, integration) in one warm run,
     as `make test-vm-<arch>` runs them, with the suites' own performance record."""
     scripts = [machines_toml.parent / f"{suite}.py" for suite in ("boot", "services", "integration")]
     with tempfile.TemporaryDirectory(prefix="vmtest-bench-vm-") as out:
         prepare_machines([str(machines_toml)])  # warm the images first: this times the suites, not builds
-        started = time.monotonic()
-        run = subprocess.Popen(
-            [sys.executable, "-m", "vmtest.cli", "run", *map(str, scripts), "--machines", str(machines_toml),
-             "--out", out],
-            env={**os.environ, "VMTEST_EXPECT_ARCH": arch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            _, stderr = run.communicate()
-        except BaseException:
-            # Interrupted: `vmtest run` releases its VMs on SIGTERM; a SIGKILL would orphan them.
-            run.terminate()
-            run.communicate(timeout=120)
-            raise
-        done = subprocess.CompletedProcess(run.args, run.returncode, "", stderr)
-        wall = time.monotonic() - started
+        returncode, stderr, wall = _timed_vmtest_run([*map(str, scripts), "--machines", str(machines_toml),
+                                                      "--out", out], {"VMTEST_EXPECT_ARCH": arch})
         perf_path = Path(out) / "vm-validation-perf.json"
         performance = json.loads(perf_path.read_text()) if perf_path.is_file() else {}
-    record: Record = {"passed": done.returncode == 0, "wall_s": round(wall, 1), "performance": performance}
-    if done.returncode != 0:
-        record["error_tail"] = done.stderr[-2000:]
+    record: Record = {"passed": returncode == 0, "wall_s": round(wall, 1), "performance": performance}
+    if returncode != 0:
+        record["error_tail"] = stderr[-2000:]
     log(f"vm suites {arch}: {record['wall_s']} s, passed: {record['passed']}")
     return record
 
@@ -243,31 +244,20 @@ def bench_e2e(script: Path, machines_toml: Path, log: Callable[[str], None]) -> 
     to a healthy stack, and the browser tests' share (from the suite's own summary.json)."""
     with tempfile.TemporaryDirectory(prefix="vmtest-bench-e2e-") as out:
         prepare_machines([str(machines_toml)])  # warm the images first: this times the suite, not builds
-        started = time.monotonic()
-        run = subprocess.Popen(
-            [sys.executable, "-m", "vmtest.cli", "run", str(script), "--machines", str(machines_toml), "--out", out],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        try:
-            _, stderr = run.communicate()
-        except BaseException:
-            run.terminate()
-            run.communicate(timeout=120)
-            raise
-        wall = time.monotonic() - started
+        returncode, stderr, wall = _timed_vmtest_run([str(script), "--machines", str(machines_toml), "--out", out])
         summary_path = Path(out) / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     steps = {case["name"]: round(case["seconds"], 1) for case in summary.get("cases", [])
              if case.get("suite") != "browser"}
     record: Record = {
-        "passed": run.returncode == 0,
+        "passed": returncode == 0,
         "wall_s": round(wall, 1),
         "stack_healthy_after_s": summary.get("stack_healthy_after_s"),
         "unit_chain_ready_offsets_s": summary.get("unit_chain_ready_offsets_s"),
         "steps_s": steps,
         "goal": {"wall_s": 240, "stack_healthy_after_s": 25},
     }
-    if run.returncode != 0:
+    if returncode != 0:
         record["error_tail"] = stderr[-2000:]
     log(f"e2e: {record['wall_s']} s, healthy after {record['stack_healthy_after_s']} s, passed: {record['passed']}")
     return record

@@ -159,15 +159,13 @@ def _native_target(url: str) -> tuple[str, int, str, str] | None:
     return parts.hostname, parts.port or 80, path, host_header
 
 
-def _native_get(url: str, attempt_ms: int) -> str:
+def _native_get(target: tuple[str, int, str, str], attempt_ms: int) -> str:
     """Bash defining ``vmtest_get``: one HTTP/1.0 GET over /dev/tcp, no process started.
 
     Sets ``code`` (000: no complete response) and ``resp`` (the raw response).
     Under TCG a process start costs 0.1-0.3 s: curl, plus the tools shipping its
     output, would be most of the time from readiness to the wait returning.
     """
-    target = _native_target(url)
-    assert target is not None
     host, port, path, host_header = target
     request = f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: vmtest-health\r\nAccept: */*\r\n\r\n"
     return (
@@ -203,9 +201,10 @@ def http_probe_script(url: str, status: int, budget: float, attempt_timeout: flo
         "vmtest_sleep; done; "
     )
     start = backoff.shell() + f"vmtest_clock; end=$(( vmtest_now + {int(budget * 1000)} )); n=0; "
-    if _native_target(url) is not None:
+    target = _native_target(url)
+    if target is not None:
         return (
-            _native_get(url, max(1, int(attempt_timeout * 1000))) + start
+            _native_get(target, max(1, int(attempt_timeout * 1000))) + start
             + "while :; do n=$((n + 1)); vmtest_get; " + loop_end
             + "printf '%s\\n%s\\n%s' \"$code\" \"$n\" \"$resp\""
         )

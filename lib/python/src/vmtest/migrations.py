@@ -131,13 +131,6 @@ def parse_psql_failure(output: str, fallback_file: str) -> MigrationFailure:
     return MigrationFailure(match.group("file"), int(match.group("line")), statement[:500], error)
 
 
-def apply_file(machine: Machine, database: str, path: str, psql: Psql = Psql()) -> None:
-    """Apply one migration file in a transaction; raises MigrationCheckFailed naming file and statement."""
-    status, output = machine.execute(psql.command(database, f"-1 -f {shlex.quote(path)}"))
-    if status != 0:
-        raise MigrationCheckFailed(f"{machine.name}: migration failed: {parse_psql_failure(output, path)}")
-
-
 def apply_files(machine: Machine, database: str, paths: Sequence[str], psql: Psql = Psql()) -> None:
     """Apply migration files in order in one psql session, each in its own transaction.
 
@@ -153,6 +146,11 @@ def apply_files(machine: Machine, database: str, paths: Sequence[str], psql: Psq
         started = re.findall(r"^vmtest-applying (\d+)$", output, re.MULTILINE)
         failing = paths[int(started[-1])] if started else paths[0]
         raise MigrationCheckFailed(f"{machine.name}: migration failed: {parse_psql_failure(output, failing)}")
+
+
+def apply_file(machine: Machine, database: str, path: str, psql: Psql = Psql()) -> None:
+    """Apply one migration file in a transaction; raises MigrationCheckFailed naming file and statement."""
+    apply_files(machine, database, [path], psql)
 
 
 def check_applied(machine: Machine, database: str, migrations: Sequence[Migration],

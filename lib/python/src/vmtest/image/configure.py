@@ -105,7 +105,7 @@ def install_packages_natively_unpacked(root: Path, recipe: Recipe, packages: lis
         ])
     started = _step_done(f"packages: host unpack of {len(debs)} debs", started)
     stubbed = _stub_byte_compilers(root)
-    install_helper_shadows(root)  # already there when the extract hook ran; not for direct use
+    install_helper_shadows(root)  # the extract hook put them there already; this covers a direct run
     try:
         returncode, output = _run_into_build_log(
             ["chroot", str(root), "dpkg", "--force-unsafe-io", "--configure", "-a"],
