@@ -7,13 +7,20 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 
 ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "/tmp/e2e"))
+# The server as the tests' own API requests (page.request, from Playwright's driver) reach it.
 SERVER = os.environ.get("E2E_SERVER", "http://server")
-CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+# The browser opens the app as http://alicia.localhost, which it resolves to the server: a
+# *.localhost origin is a secure context (getUserMedia, for the voice tests) without TLS, and
+# the headless shell, unlike the full browser, ignores --unsafely-treat-insecure-origin-as-secure.
+APP_HOST = "alicia.localhost"
+APP = f"http://{APP_HOST}"
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium-headless-shell")
 # Under TCG emulation a page does in seconds what takes milliseconds under KVM.
 TIMEOUT_MS = int(os.environ.get("E2E_TIMEOUT_MS", "45000"))
 expect.set_options(timeout=TIMEOUT_MS)
@@ -32,7 +39,7 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
             "--disable-dev-shm-usage",
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",
-            f"--unsafely-treat-insecure-origin-as-secure={SERVER}",
+            f"--host-resolver-rules=MAP {APP_HOST} {urlsplit(SERVER).hostname}",
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
@@ -58,14 +65,21 @@ def page_setup(page: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
     shots.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
     try:
-        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        # The viewport (the app's layout is one screen): a full-page capture costs twice as long.
+        page.screenshot(path=str(shots / f"{name}.png"))
     except Exception as error:  # a crashed page must not hide the test's own failure
         print(f"screenshot of {name} failed: {error}")
 
 
 @pytest.fixture
-def app(page: Page) -> Page:
+def app_url() -> str:
+    """The app's address as the browser knows it (relative paths in page.request go to SERVER)."""
+    return APP + "/"
+
+
+@pytest.fixture
+def app(page: Page, app_url: str) -> Page:
     """The app, loaded and ready."""
-    page.goto("/")
+    page.goto(app_url)
     expect(page.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
     return page

@@ -25,12 +25,13 @@ def send(page: Page, text: str) -> None:
     page.get_by_test_id("send-button").click()
 
 
-def test_01_app_loads(page: Page) -> None:
-    response = page.goto("/")
+def test_01_app_loads(page: Page, app_url: str) -> None:
+    response = page.goto(app_url)
     assert response is not None and response.status == 200
     assert response.headers["x-frame-options"] == "SAMEORIGIN"
     assert response.headers["x-content-type-options"] == "nosniff"
     expect(page).to_have_title("Alicia")
+    assert page.evaluate("window.isSecureContext"), "the app must be a secure context: voice mode needs getUserMedia"
     expect(page.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
     expect(page.get_by_test_id("error-banner")).to_be_hidden()
     config = page.request.get("/config.json")

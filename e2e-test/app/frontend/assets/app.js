@@ -238,12 +238,10 @@ async function start() {
   $("voice-toggle").onclick = toggleVoice;
   $("record-button").onclick = recordTurn;
   window.onpopstate = () => route(false);
-  try {
-    state.config = await (await fetch("/config.json")).json();
-  } catch (error) {
-    state.config = {};
-  }
+  // Both requests at once: each round trip is a visible part of every page load.
+  const config = fetch("/config.json").then((response) => response.json()).catch(() => ({}));
   await loadConversations();
+  state.config = await config;
   await route(false);
   $("app-root").dataset.ready = "true";
 }

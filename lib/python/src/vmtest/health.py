@@ -70,6 +70,9 @@ DEFAULT_BACKOFF = Backoff()
 # Probes that start no process (an HTTP/1.0 GET by bash over /dev/tcp) cost the
 # guest almost nothing, so they can poll twice as often: readiness is noticed sooner.
 FORK_FREE_BACKOFF = Backoff(first=0.02, maximum=0.05)
+# A unit chain takes tens of seconds and each look at it starts systemctl: look less often.
+CHAIN_BACKOFF = Backoff(first=0.1, maximum=0.3)
+CHAIN_SLICE_SECONDS = 10.0
 
 
 @dataclass
@@ -409,19 +412,50 @@ class UnitObservation:
         return 0
 
 
-def observe_units(machine: Machine, units: Sequence[str]) -> list[UnitObservation]:
-    """Every unit's state in one ``systemctl show`` call."""
+def _systemctl_show(units: Sequence[str]) -> str:
     names = " ".join(shlex.quote(unit) for unit in units)
-    # execute, not succeed: a poll loop should not log every query
-    status, output = machine.execute(f"systemctl show --no-pager -p {','.join(_PROPERTIES)} {names} 2>&1")
+    return f"systemctl show --no-pager -p {','.join(_PROPERTIES)} {names}"
+
+
+def _parse_show(machine: Machine, units: Sequence[str], status: int, output: str) -> list[UnitObservation]:
     if status != 0:
-        raise HealthCheckFailed(f"{machine.name}: systemctl show {names} failed (exit {status}): {output.strip()}")
+        raise HealthCheckFailed(
+            f"{machine.name}: systemctl show {' '.join(units)} failed (exit {status}): {output.strip()}"
+        )
     blocks = [block for block in output.strip().split("\n\n") if block.strip()]
     observations = []
     for unit, block in zip(units, blocks, strict=False):
         properties = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         observations.append(UnitObservation(unit, properties))
     return observations
+
+
+def observe_units(machine: Machine, units: Sequence[str]) -> list[UnitObservation]:
+    """Every unit's state in one ``systemctl show`` call."""
+    # execute, not succeed: a poll loop should not log every query
+    status, output = machine.execute(f"{_systemctl_show(units)} 2>&1")
+    return _parse_show(machine, units, status, output)
+
+
+def _observe_units_changed(
+    machine: Machine, units: Sequence[str], previous: str, within: float, backoff: Backoff
+) -> tuple[str, list[UnitObservation]]:
+    """The units' state once it differs from ``previous`` (``systemctl show`` text), or after ``within`` s.
+
+    The guest does the looking, one ``systemctl`` per look and fork-free sleeps between:
+    each ``execute`` from the host costs the guest several process starts (the shell, timeout,
+    base64), which polling every half second made a good part of a TCG guest's CPU while
+    the very units being waited for were starting.
+    """
+    script = (
+        backoff.shell()
+        + f"previous={shlex.quote(previous)}; vmtest_clock; vmtest_end=$(( vmtest_now + {int(within * 1000)} )); "
+        + f"while :; do state=$({_systemctl_show(units)} 2>&1) || {{ printf '%s' \"$state\"; exit 3; }}; "
+        + '[ "$state" != "$previous" ] && break; vmtest_clock; [ "$vmtest_now" -ge "$vmtest_end" ] && break; '
+        + "vmtest_sleep; done; printf '%s' \"$state\""
+    )
+    status, output = run(machine, script, within + 60)
+    return output, _parse_show(machine, units, status, output)
 
 
 def accelerator_from_virt(virt: str, unknown: str) -> str:
@@ -467,7 +501,7 @@ def wait_for_unit_chain(
     *,
     timeout: Timeout = 300,
     check_order: bool = True,
-    backoff: Backoff = DEFAULT_BACKOFF,
+    backoff: Backoff = CHAIN_BACKOFF,
 ) -> ChainResult:
     """Wait until every unit of ``units`` is ready (active, or a oneshot finished), in that order.
 
@@ -480,11 +514,13 @@ def wait_for_unit_chain(
         raise ValueError("wait_for_unit_chain needs at least one unit")
     total = to_seconds(timeout)
     started = time.monotonic()
-    interval = backoff.first
     chain = " -> ".join(units)
+    state = ""
     with machine.nested(f"waiting for unit chain {chain}"):
         while True:
-            observations = observe_units(machine, units)
+            # Back to the host at every change of state (to fail fast) and every few seconds.
+            within = max(0.0, min(CHAIN_SLICE_SECONDS, total - (time.monotonic() - started)))
+            state, observations = _observe_units_changed(machine, units, state, within, backoff)
             for observation in observations:
                 if observation.failed:
                     raise HealthCheckFailed(
@@ -503,8 +539,6 @@ def wait_for_unit_chain(
                     f"(timeout {format_seconds(total)}); states: {states}\n"
                     + unit_diagnostics(machine, waiting.unit)
                 )
-            time.sleep(interval)
-            interval = min(interval * 2, backoff.maximum * 5)
     if check_order:
         for earlier, later in itertools.pairwise(observations):
             if later.ready_at_us < earlier.ready_at_us:

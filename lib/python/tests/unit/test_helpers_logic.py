@@ -240,3 +240,76 @@ def test_log_transfer_reports_persistent_corruption(tmp_path: Path) -> None:
                                     out_dir=tmp_path, dest="out")
     assert collected.path is None
     assert collected.error is not None and "3 attempts" in collected.error and "small.log" in collected.error
+
+
+_STUB_SYSTEMCTL = """#!/bin/bash
+# systemctl show --no-pager -p PROPS UNIT...: each unit's block from $STATE_DIR/UNIT
+if [ "$1" = show ]; then
+  shift 4; first=1
+  for unit in "$@"; do [ "$first" = 1 ] || echo; first=0; cat "$STATE_DIR/$unit"; done
+else
+  echo "stub systemctl $*"
+fi
+"""
+
+
+class StubSystemdMachine:
+    """The host's bash with a stub systemctl reading unit states from files; counts executes."""
+
+    name = "stub"
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        (self.bin / "systemctl").write_text(_STUB_SYSTEMCTL)
+        (self.bin / "systemctl").chmod(0o755)
+        self.states = tmp_path / "states"
+        self.states.mkdir()
+        self.executes = 0
+
+    def set(self, unit: str, active: str, sub: str, result: str = "success", entered_us: int = 0) -> None:
+        (self.states / unit).write_text(
+            f"Id={unit}\nType=simple\nActiveState={active}\nSubState={sub}\nResult={result}\nNRestarts=0\n"
+            f"ActiveEnterTimestampMonotonic={entered_us}\n")
+
+    def nested(self, msg: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                timeout: int | None = 900) -> tuple[int, str]:
+        self.executes += 1
+        env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "STATE_DIR": str(self.states)}
+        done = subprocess.run(["bash", "-c", f"set -euo pipefail; {command}"], capture_output=True, text=True,
+                              env=env, timeout=timeout)
+        return done.returncode, done.stdout
+
+
+def test_unit_chain_is_watched_by_the_guest_and_returns_at_readiness(tmp_path: Path) -> None:
+    machine = StubSystemdMachine(tmp_path)
+    machine.set("db.service", "active", "running", entered_us=1_000_000)
+    machine.set("app.service", "activating", "start")
+
+    def app_comes_up() -> None:
+        time.sleep(1.0)
+        machine.set("app.service", "active", "running", entered_us=3_500_000)
+
+    threading.Thread(target=app_comes_up).start()
+    started = time.monotonic()
+    result = health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=30)  # type: ignore[arg-type]
+    assert 0.9 < time.monotonic() - started < 5, "readiness is noticed within a few guest looks"
+    assert result.ready_offsets() == {"db.service": 0.0, "app.service": 2.5}
+    assert machine.executes <= 3, "the guest polls; the host waits for a change"
+
+
+def test_unit_chain_names_a_failed_link_and_times_out_with_states(tmp_path: Path) -> None:
+    machine = StubSystemdMachine(tmp_path)
+    machine.set("db.service", "active", "running", entered_us=1_000_000)
+    machine.set("app.service", "failed", "failed", result="exit-code")
+    failed = r"app\.service failed \(state failed/failed, result exit-code\)"
+    with pytest.raises(health.HealthCheckFailed, match=failed):
+        health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=30)  # type: ignore[arg-type]
+    machine.set("app.service", "activating", "start")
+    started = time.monotonic()
+    with pytest.raises(health.HealthCheckFailed, match=r"not up after .*timeout 2\.00 s.*app\.service: activating"):
+        health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=2)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 6

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -10,6 +13,7 @@ from vmtest.errors import RequestedAssertionFailed
 from vmtest.image.builder import Image
 from vmtest.image.recipe import load_recipe
 from vmtest.runtime.logger import JunitLogger
+from vmtest.runtime.machine import guest_wait_loop
 from vmtest.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
 
 
@@ -47,3 +51,24 @@ def test_junit_has_a_case_per_subtest_and_failures(tmp_path: Path) -> None:
     assert cases["good"].find("failure") is None
     assert "it broke" in (cases["bad"].find("failure").get("message") or "")  # type: ignore[union-attr]
     assert root.find(".//property[@name='machine.accelerator']").get("value") == "tcg"  # type: ignore[union-attr]
+
+
+def _wait_loop(tmp_path: Path, command: str, want_success: bool, attempts: int) -> tuple[int, str, float]:
+    started = time.monotonic()
+    done = subprocess.run(["bash", "-c", "set -euo pipefail; " + guest_wait_loop(command, want_success, attempts)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    return done.returncode, done.stdout, time.monotonic() - started
+
+
+def test_guest_wait_loop_tries_once_a_second_in_one_shell(tmp_path: Path) -> None:
+    status, _, took = _wait_loop(tmp_path, "test -e flag", True, 3)
+    assert status == 1 and 1.8 < took < 4, "three tries a second apart, then failure"
+    threading.Timer(1.2, (tmp_path / "flag").touch).start()
+    status, output, took = _wait_loop(tmp_path, "test -e flag && echo found", True, 10)
+    assert (status, output) == (0, "found") and took < 4
+    status, _, took = _wait_loop(tmp_path, "test -e flag", False, 2)
+    assert status == 1, "waiting for a failure: the file is there"
+    status, _, took = _wait_loop(tmp_path, "test -e missing", False, 5)
+    assert status == 0 and took < 1, "the first try counts"
+    status, output, _ = _wait_loop(tmp_path, "echo last words; false", True, 2)
+    assert (status, output) == (1, "last words"), "the last try's output is kept for the error message"
