@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "/tmp/e2e"))
 # The server as the tests' own API requests (page.request, from Playwright's driver) reach it.
@@ -56,6 +56,29 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
             "permissions": ["microphone"]}
 
 
+@pytest.fixture(scope="session")
+def shared_context(browser: Browser, browser_context_args: dict[str, Any]) -> Iterator[BrowserContext]:
+    """One browser context for the run: under TCG a context and a page per test cost 4-5 s of
+    each test. Every test still starts from a fresh load of the app with empty local storage
+    (the ``app`` fixture); what the tests share is the server's state, as before."""
+    context = browser.new_context(**browser_context_args)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Page:
+    """The run's page. In a traced run (``--tracing``, the re-run of failed tests) each test
+    gets pytest-playwright's own fresh context instead, which records the trace."""
+    if pytestconfig.getoption("--tracing") != "off":
+        context: BrowserContext = request.getfixturevalue("context")
+        return context.new_page()
+    shared: BrowserContext = request.getfixturevalue("shared_context")
+    # A test that closed or crashed the page must not take the next tests with it.
+    live = [candidate for candidate in shared.pages if not candidate.is_closed()]
+    return live[0] if live else shared.new_page()
+
+
 @pytest.fixture(autouse=True)
 def page_setup(page: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
     """Long timeouts, and a screenshot of every test's last state in screenshots/browser/."""
@@ -82,4 +105,5 @@ def app(page: Page, app_url: str) -> Page:
     """The app, loaded and ready."""
     page.goto(app_url)
     expect(page.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
+    page.evaluate("localStorage.clear()")  # settings an earlier test left (the page is shared)
     return page

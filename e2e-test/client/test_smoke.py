@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocket, expect
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -125,7 +125,11 @@ def test_08_multiple_conversations(app: Page) -> None:
 
 def test_09_streaming_over_websocket(app: Page) -> None:
     frames: list[dict[str, object]] = []
-    app.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(json.loads(payload))))
+
+    def record(ws: WebSocket) -> None:
+        ws.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+
+    app.on("websocket", record)
     app.evaluate("localStorage.setItem('alicia.streaming', 'true')")
     try:
         app.reload()
@@ -138,6 +142,7 @@ def test_09_streaming_over_websocket(app: Page) -> None:
         assert "".join(str(d) for d in deltas) == expected
         assert any(frame.get("type") == "done" for frame in frames)
     finally:
+        app.remove_listener("websocket", record)
         app.evaluate("localStorage.removeItem('alicia.streaming')")
 
 

@@ -38,6 +38,10 @@ class HealthCheckFailed(AssertionError):
     """A health wait timed out or saw a hard failure; the message has the last observation."""
 
 
+# Bash: vmtest_clock sets $vmtest_now to the milliseconds since the epoch, without forking.
+CLOCK_SHELL = "vmtest_clock() { vmtest_now=$(( ${EPOCHREALTIME/[.,]/} / 1000 )); }; "
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Polling intervals: ``first`` doubling up to ``maximum``, plus up to ``jitter`` of each."""
@@ -55,8 +59,8 @@ class Backoff:
         """
         return (
             f"vmtest_ms={max(1, int(self.first * 1000))}; exec {{vmtest_sfd}}<> <(:); "
-            "vmtest_clock() { vmtest_now=$(( ${EPOCHREALTIME/[.,]/} / 1000 )); }; "
-            "vmtest_sleep() { "
+            + CLOCK_SHELL
+            + "vmtest_sleep() { "
             f"local extra=$(( RANDOM % (vmtest_ms * {int(self.jitter * 100)} / 100 + 1) )); "
             "local total=$(( vmtest_ms + extra )) pause; "
             "printf -v pause '%d.%03d' $(( total / 1000 )) $(( total % 1000 )); "
@@ -70,8 +74,8 @@ DEFAULT_BACKOFF = Backoff()
 # Probes that start no process (an HTTP/1.0 GET by bash over /dev/tcp) cost the
 # guest almost nothing, so they can poll twice as often: readiness is noticed sooner.
 FORK_FREE_BACKOFF = Backoff(first=0.02, maximum=0.05)
-# A unit chain takes tens of seconds and each look at it starts systemctl: look less often.
-CHAIN_BACKOFF = Backoff(first=0.1, maximum=0.3)
+# A unit chain's guest looks when systemd logs about a unit, and at least every `maximum` s.
+CHAIN_BACKOFF = Backoff(first=1.0, maximum=2.0)
 CHAIN_SLICE_SECONDS = 10.0
 
 
@@ -442,17 +446,26 @@ def _observe_units_changed(
 ) -> tuple[str, list[UnitObservation]]:
     """The units' state once it differs from ``previous`` (``systemctl show`` text), or after ``within`` s.
 
-    The guest does the looking, one ``systemctl`` per look and fork-free sleeps between:
-    each ``execute`` from the host costs the guest several process starts (the shell, timeout,
-    base64), which polling every half second made a good part of a TCG guest's CPU while
-    the very units being waited for were starting.
+    The guest does the watching. It looks (one ``systemctl show``) when systemd logs a message
+    about one of the units (``journalctl -f`` on their ``UNIT=`` field wakes it), and every
+    ``backoff.maximum`` seconds regardless. Polling from the host instead, an ``execute`` (a
+    shell, timeout, base64 and systemctl) every half second, took a good part of a TCG guest's
+    CPU while the very units being waited for were starting.
     """
+    matches = " ".join(f"UNIT={shlex.quote(unit)}" for unit in units)
     script = (
-        backoff.shell()
-        + f"previous={shlex.quote(previous)}; vmtest_clock; vmtest_end=$(( vmtest_now + {int(within * 1000)} )); "
+        f"previous={shlex.quote(previous)}; " + CLOCK_SHELL
+        + f"vmtest_clock; vmtest_end=$(( vmtest_now + {int(within * 1000)} )); exec {{vmtest_idle}}<> <(:); "
+        + f"coproc vmtest_journal {{ exec journalctl --no-pager -q -f -n 0 -o cat {matches} 2>/dev/null; }}; "
         + f"while :; do state=$({_systemctl_show(units)} 2>&1) || {{ printf '%s' \"$state\"; exit 3; }}; "
         + '[ "$state" != "$previous" ] && break; vmtest_clock; [ "$vmtest_now" -ge "$vmtest_end" ] && break; '
-        + "vmtest_sleep; done; printf '%s' \"$state\""
+        # Wake at the next message about a unit (a burst counts once), or after a while; if
+        # journalctl is gone (no journal), just wait.
+        + f'vmtest_rc=0; read -r -t {backoff.maximum} -u "${{vmtest_journal[0]:-$vmtest_idle}}" _ || vmtest_rc=$?; '
+        + f'if (( vmtest_rc > 0 && vmtest_rc <= 128 )); then read -r -t {backoff.maximum} -u "$vmtest_idle" _ || true; '
+        + 'else while read -r -t 0.05 -u "${vmtest_journal[0]:-$vmtest_idle}" _; do :; done; fi; done; '
+        + '[ -z "${vmtest_journal_PID:-}" ] || kill "$vmtest_journal_PID" 2>/dev/null || true; '
+        + "printf '%s' \"$state\""
     )
     status, output = run(machine, script, within + 60)
     return output, _parse_show(machine, units, status, output)

@@ -245,6 +245,7 @@ def test_log_transfer_reports_persistent_corruption(tmp_path: Path) -> None:
 _STUB_SYSTEMCTL = """#!/bin/bash
 # systemctl show --no-pager -p PROPS UNIT...: each unit's block from $STATE_DIR/UNIT
 if [ "$1" = show ]; then
+  echo x >> "$STATE_DIR/.looks"
   shift 4; first=1
   for unit in "$@"; do [ "$first" = 1 ] || echo; first=0; cat "$STATE_DIR/$unit"; done
 else
@@ -263,6 +264,12 @@ class StubSystemdMachine:
         self.bin.mkdir()
         (self.bin / "systemctl").write_text(_STUB_SYSTEMCTL)
         (self.bin / "systemctl").chmod(0o755)
+        # journalctl -f: silent until told to print (a unit event), or gone when told to exit
+        (self.bin / "journalctl").write_text(
+            "#!/bin/bash\n[ -e \"$STATE_DIR/.no-journal\" ] && exit 1\n"
+            "[[ \" $* \" == *\" -f \"* ]] || { echo \"stub journalctl $*\"; exit 0; }\n"
+            "while sleep 0.1; do [ -e \"$STATE_DIR/.event\" ] && rm -f \"$STATE_DIR/.event\" && echo event; done\n")
+        (self.bin / "journalctl").chmod(0o755)
         self.states = tmp_path / "states"
         self.states.mkdir()
         self.executes = 0
@@ -271,6 +278,13 @@ class StubSystemdMachine:
         (self.states / unit).write_text(
             f"Id={unit}\nType=simple\nActiveState={active}\nSubState={sub}\nResult={result}\nNRestarts=0\n"
             f"ActiveEnterTimestampMonotonic={entered_us}\n")
+
+    def event(self) -> None:
+        (self.states / ".event").touch()
+
+    def looks(self) -> int:
+        looks = self.states / ".looks"
+        return len(looks.read_text().split()) if looks.exists() else 0
 
     def nested(self, msg: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -290,15 +304,29 @@ def test_unit_chain_is_watched_by_the_guest_and_returns_at_readiness(tmp_path: P
     machine.set("app.service", "activating", "start")
 
     def app_comes_up() -> None:
-        time.sleep(1.0)
+        time.sleep(0.6)
         machine.set("app.service", "active", "running", entered_us=3_500_000)
+        machine.event()  # systemd logs "Started app.service"
 
     threading.Thread(target=app_comes_up).start()
     started = time.monotonic()
     result = health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=30)  # type: ignore[arg-type]
-    assert 0.9 < time.monotonic() - started < 5, "readiness is noticed within a few guest looks"
+    assert 0.5 < time.monotonic() - started < 1.5, "a unit's journal message wakes the guest at once"
     assert result.ready_offsets() == {"db.service": 0.0, "app.service": 2.5}
-    assert machine.executes <= 3, "the guest polls; the host waits for a change"
+    assert machine.executes <= 3, "the guest watches; the host waits for a change"
+    assert machine.looks() <= 4, "one systemctl per wake-up, not a poll loop"
+
+
+def test_unit_chain_without_a_journal_still_looks_now_and_then(tmp_path: Path) -> None:
+    machine = StubSystemdMachine(tmp_path)
+    (machine.states / ".no-journal").touch()
+    machine.set("db.service", "active", "running", entered_us=1_000_000)
+    machine.set("app.service", "activating", "start")
+    threading.Timer(2.5, machine.set, ("app.service", "active", "running"), {"entered_us": 2_000_000}).start()
+    started = time.monotonic()
+    health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=30)  # type: ignore[arg-type]
+    assert 2.4 < time.monotonic() - started < 7
+    assert machine.looks() <= 5, f"a look every {health.CHAIN_BACKOFF.maximum} s, no busy loop"
 
 
 def test_unit_chain_names_a_failed_link_and_times_out_with_states(tmp_path: Path) -> None:
