@@ -21,7 +21,7 @@ from vmtest.errors import RecipeError
 SUITES = ("bookworm", "trixie")
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
-_UNIT = re.compile(r"^[A-Za-z0-9@_.:\\-]+\.(service|socket|timer|target|mount|path)$")
+_UNIT = re.compile(r"^[A-Za-z0-9@_.:\\-]+\.(service|socket|timer|target|mount|automount|path|swap|slice)$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?$")
 _KNOWN_KEYS = {
     "name", "suite", "arch", "packages", "files", "users", "groups",
