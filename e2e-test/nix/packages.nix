@@ -58,12 +58,12 @@ rec {
         # As the Debian client's script: untraced, then the failed tests again with a trace.
         cache="-o cache_dir=$out/.pytest-cache"
         ${testPython}/bin/python3 -m pytest -v $cache --durations=0 --junitxml="$out/junit-browser.xml" \
-          --screenshot only-on-failure --output "$out/test-results" .
+          --output "$out/test-results" .
         status=$?
         if [ "$status" -ne 0 ]; then
           echo "e2e-run-browser-tests: re-running the failed tests with a trace into $out/test-results/traced"
           ${testPython}/bin/python3 -m pytest -v $cache --last-failed --last-failed-no-failures none \
-            --tracing on --output "$out/test-results/traced" . || true
+            --tracing on --screenshot only-on-failure --output "$out/test-results/traced" . || true
         fi
         exit "$status"
       ''} $out/bin/e2e-run-browser-tests \
