@@ -457,6 +457,8 @@ def _observe_units_changed(
         f"previous={shlex.quote(previous)}; " + CLOCK_SHELL
         + f"vmtest_clock; vmtest_end=$(( vmtest_now + {int(within * 1000)} )); exec {{vmtest_idle}}<> <(:); "
         + f"coproc vmtest_journal {{ exec journalctl --no-pager -q -f -n 0 -o cat {matches} 2>/dev/null; }}; "
+        # On every way out (a failed systemctl included), no journalctl left behind.
+        + """trap '[ -z "${vmtest_journal_PID:-}" ] || kill "$vmtest_journal_PID" 2>/dev/null || true' EXIT; """
         + f"while :; do state=$({_systemctl_show(units)} 2>&1) || {{ printf '%s' \"$state\"; exit 3; }}; "
         + '[ "$state" != "$previous" ] && break; vmtest_clock; [ "$vmtest_now" -ge "$vmtest_end" ] && break; '
         # Wake at the next message about a unit (a burst counts once), or after a while; if
@@ -464,7 +466,6 @@ def _observe_units_changed(
         + f'vmtest_rc=0; read -r -t {backoff.maximum} -u "${{vmtest_journal[0]:-$vmtest_idle}}" _ || vmtest_rc=$?; '
         + f'if (( vmtest_rc > 0 && vmtest_rc <= 128 )); then read -r -t {backoff.maximum} -u "$vmtest_idle" _ || true; '
         + 'else while read -r -t 0.05 -u "${vmtest_journal[0]:-$vmtest_idle}" _; do :; done; fi; done; '
-        + '[ -z "${vmtest_journal_PID:-}" ] || kill "$vmtest_journal_PID" 2>/dev/null || true; '
         + "printf '%s' \"$state\""
     )
     status, output = run(machine, script, within + 60)
@@ -521,7 +522,8 @@ def wait_for_unit_chain(
     Fails fast when a link fails (or is restarting after a failure), naming it
     with its ``systemctl status``, journal and critical chain; fails if a unit
     became ready before the one it follows; fails on timeout with every link's
-    last state.
+    last state. The guest looks again whenever systemd logs about one of the
+    units, and at the latest ``backoff.maximum`` seconds after its last look.
     """
     if not units:
         raise ValueError("wait_for_unit_chain needs at least one unit")

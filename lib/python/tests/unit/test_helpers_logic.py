@@ -245,6 +245,7 @@ def test_log_transfer_reports_persistent_corruption(tmp_path: Path) -> None:
 _STUB_SYSTEMCTL = """#!/bin/bash
 # systemctl show --no-pager -p PROPS UNIT...: each unit's block from $STATE_DIR/UNIT
 if [ "$1" = show ]; then
+  [ -e "$STATE_DIR/.systemd-gone" ] && { echo "Failed to connect to bus"; exit 1; }
   echo x >> "$STATE_DIR/.looks"
   shift 4; first=1
   for unit in "$@"; do [ "$first" = 1 ] || echo; first=0; cat "$STATE_DIR/$unit"; done
@@ -341,3 +342,13 @@ def test_unit_chain_names_a_failed_link_and_times_out_with_states(tmp_path: Path
     with pytest.raises(health.HealthCheckFailed, match=r"not up after .*timeout 2\.00 s.*app\.service: activating"):
         health.wait_for_unit_chain(machine, ["db.service", "app.service"], timeout=2)  # type: ignore[arg-type]
     assert time.monotonic() - started < 6
+
+
+def test_unit_chain_reports_a_failing_systemctl_and_leaves_no_journal_reader(tmp_path: Path) -> None:
+    machine = StubSystemdMachine(tmp_path)
+    (machine.states / ".systemd-gone").touch()
+    with pytest.raises(health.HealthCheckFailed, match=r"systemctl show db\.service failed \(exit 3\).*bus"):
+        health.wait_for_unit_chain(machine, ["db.service"], timeout=10)  # type: ignore[arg-type]
+    time.sleep(0.3)
+    readers = subprocess.run(["pgrep", "-f", f"{machine.bin}/journalctl"], capture_output=True, text=True)
+    assert readers.stdout == "", "the guest's journalctl -f must end with the look that failed"

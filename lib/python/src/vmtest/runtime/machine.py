@@ -39,7 +39,20 @@ from vmtest.timeouts import Timeout, format_seconds, to_seconds, to_whole_second
 MARKER = b"Spawning backdoor root shell..."
 # How long start() waits for QEMU to connect its sockets before declaring it dead.
 QEMU_CONNECT_TIMEOUT = 60.0
+# The runtime's waits go back to the host at least this often (seconds of guest tries).
 WAIT_SLICE_SECONDS = 10
+CHAR_TO_KEY = {
+    **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
+    **{c.upper(): f"shift-{c}" for c in "abcdefghijklmnopqrstuvwxyz"},
+    " ": "spc", "\n": "ret", "\t": "tab", "-": "minus", "=": "equal", ",": "comma",
+    ".": "dot", "/": "slash", ";": "semicolon", "'": "apostrophe", "[": "bracket_left",
+    "]": "bracket_right", "\\": "backslash", "`": "grave_accent", "!": "shift-1",
+    "@": "shift-2", "#": "shift-3", "$": "shift-4", "%": "shift-5", "^": "shift-6",
+    "&": "shift-7", "*": "shift-8", "(": "shift-9", ")": "shift-0", "_": "shift-minus",
+    "+": "shift-equal", ":": "shift-semicolon", '"': "shift-apostrophe", "<": "shift-comma",
+    ">": "shift-dot", "?": "shift-slash", "|": "shift-backslash", "~": "shift-grave_accent",
+    "{": "shift-bracket_left", "}": "shift-bracket_right",
+}
 
 
 def guest_wait_loop(command: str, want_success: bool, attempts: int) -> str:
@@ -54,18 +67,6 @@ def guest_wait_loop(command: str, want_success: bool, attempts: int) -> str:
         f"if {stop} vmtest_out=$(vmtest_check 2>&1); then printf '%s' \"$vmtest_out\"; exit 0; fi; "
         "done; printf '%s' \"$vmtest_out\"; exit 1"
     )
-CHAR_TO_KEY = {
-    **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
-    **{c.upper(): f"shift-{c}" for c in "abcdefghijklmnopqrstuvwxyz"},
-    " ": "spc", "\n": "ret", "\t": "tab", "-": "minus", "=": "equal", ",": "comma",
-    ".": "dot", "/": "slash", ";": "semicolon", "'": "apostrophe", "[": "bracket_left",
-    "]": "bracket_right", "\\": "backslash", "`": "grave_accent", "!": "shift-1",
-    "@": "shift-2", "#": "shift-3", "$": "shift-4", "%": "shift-5", "^": "shift-6",
-    "&": "shift-7", "*": "shift-8", "(": "shift-9", ")": "shift-0", "_": "shift-minus",
-    "+": "shift-equal", ":": "shift-semicolon", '"': "shift-apostrophe", "<": "shift-comma",
-    ">": "shift-dot", "?": "shift-slash", "|": "shift-backslash", "~": "shift-grave_accent",
-    "{": "shift-bracket_left", "}": "shift-bracket_right",
-}
 
 
 def _ppm_to_png(ppm: bytes) -> bytes:
