@@ -56,13 +56,38 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
             "permissions": ["microphone"]}
 
 
+def _screenshot(page: Page, name: str) -> None:
+    shots = ARTIFACTS / "screenshots" / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        # The viewport (the app's layout is one screen): a full-page capture costs twice as long.
+        page.screenshot(path=str(shots / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png"))
+    except Exception as error:  # a crashed page must not hide the test's own failure
+        print(f"screenshot {name} failed: {error}")
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture(scope="session")
 def shared_context(browser: Browser, browser_context_args: dict[str, Any]) -> Iterator[BrowserContext]:
     """One browser context for the run: under TCG a context and a page per test cost 4-5 s of
     each test. Every test still starts from a fresh load of the app with empty local storage
-    (the ``app`` fixture); what the tests share is the server's state, as before."""
+    (the ``app`` fixture); what the tests share is the server's state, as before.
+    The app's state after the last test is kept as screenshots/browser/final-state.png."""
     context = browser.new_context(**browser_context_args)
     yield context
+    live = [page for page in context.pages if not page.is_closed()]
+    if live:
+        _screenshot(live[0], "final-state")
     context.close()
 
 
@@ -81,17 +106,12 @@ def page(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Page:
 
 @pytest.fixture(autouse=True)
 def page_setup(page: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """Long timeouts, and a screenshot of every test's last state in screenshots/browser/."""
+    """Long timeouts, and a failed test's last state in screenshots/browser/<test>.png (each
+    screenshot costs about a second under TCG, so passing tests take none)."""
     page.set_default_timeout(TIMEOUT_MS)
     yield page
-    shots = ARTIFACTS / "screenshots" / "browser"
-    shots.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-    try:
-        # The viewport (the app's layout is one screen): a full-page capture costs twice as long.
-        page.screenshot(path=str(shots / f"{name}.png"))
-    except Exception as error:  # a crashed page must not hide the test's own failure
-        print(f"screenshot of {name} failed: {error}")
+    if request.node.stash.get(_CALL_FAILED, False):
+        _screenshot(page, request.node.name)
 
 
 @pytest.fixture

@@ -89,28 +89,34 @@ in
 
   systemd.services.alicia-llm-mock = {
     description = "Hermetic OpenAI-compatible mock (LLM, embeddings, ASR, TTS)";
-    before = [ "alicia.service" ];
+    # Test infrastructure starts once the stack under test is up (the testScript waits for its port).
+    after = [ "nginx.service" ];
     wantedBy = [ "multi-user.target" ];
     serviceConfig = {
       EnvironmentFile = "/etc/alicia/env";
       ExecStart = "${mocks}/bin/alicia-llm-mock --host 127.0.0.1 --port 9090";
       DynamicUser = true;
+      # It runs on the CPU the stack under test leaves idle.
+      CPUWeight = "idle";
     };
   };
 
   systemd.services.alicia-livekit = {
     description = "LiveKit stand-in validating Alicia's access tokens";
+    after = [ "nginx.service" ];
     wantedBy = [ "multi-user.target" ];
     serviceConfig = {
       EnvironmentFile = "/etc/alicia/env";
       ExecStart = "${mocks}/bin/alicia-livekit-standin --host 0.0.0.0 --port 7880";
       DynamicUser = true;
+      # It runs on the CPU the stack under test leaves idle.
+      CPUWeight = "idle";
     };
   };
 
   systemd.services.alicia = {
     description = "Alicia Voice Assistant Backend";
-    after = [ "network-online.target" "postgresql.service" "alicia-migrate.service" "alicia-llm-mock.service" ];
+    after = [ "network-online.target" "postgresql.service" "alicia-migrate.service" ];
     requires = [ "postgresql.service" "alicia-migrate.service" ];
     wants = [ "network-online.target" ];
     wantedBy = [ "multi-user.target" ];

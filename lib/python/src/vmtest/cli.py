@@ -49,7 +49,7 @@ def prepare_machines(values: list[str]) -> list[MachineConfig]:
         accelerator = select_accelerator(spec.recipe.machine_arch)
         configs.append(MachineConfig(
             name=spec.name, image=image, accelerator=accelerator, number=number,
-            vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores,
+            vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores, boot_nice=spec.boot_nice,
         ))
     return configs
 

@@ -214,11 +214,16 @@ def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scrat
     statement and error), a down that leaves tables behind, or a second up
     that builds a different schema.
     """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", scratch):
+        raise ValueError(f"scratch database name {scratch!r}: use lowercase letters, digits and _")
     missing = [m.up for m in migrations if m.down is None]
     if missing:
         raise MigrationCheckFailed(f"{machine.name}: up migrations without a down: {missing}")
-    psql.query(machine, "postgres", f"DROP DATABASE IF EXISTS {scratch}")
-    psql.query(machine, "postgres", f"CREATE DATABASE {scratch}")
+    # Two -c: CREATE DATABASE cannot run inside the transaction that one -c of both would be.
+    status, output = machine.execute(psql.command(
+        "postgres", f"-c 'DROP DATABASE IF EXISTS {scratch}' -c 'CREATE DATABASE {scratch}'"))
+    if status != 0:
+        raise MigrationCheckFailed(f"{machine.name}: cannot create the scratch database {scratch}:\n{output.strip()}")
     try:
         if extensions:
             psql.query(machine, scratch,
@@ -247,10 +252,17 @@ def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scrat
 
 def check_rerun_is_noop(machine: Machine, database: str, migrate_unit: str, *, psql: Psql = Psql(),
                         report: MigrationReport | None = None) -> None:
-    """Restarting the (oneshot) migrate unit leaves version, dirty flag and schema unchanged."""
+    """Restarting the (oneshot) migrate unit leaves version, dirty flag and schema unchanged.
+
+    Only the migrate unit restarts (job mode ignore-dependencies): the units that
+    ``Requires=`` it, such as the backend, keep running. Raises MigrationCheckFailed
+    with the unit's journal if the re-run fails, or naming the change.
+    """
     before = (psql.query(machine, database, "SELECT version, dirty FROM schema_migrations"),
               _schema(machine, database, psql))
-    status, output = machine.execute(f"systemctl restart {shlex.quote(migrate_unit)} 2>&1")
+    status, output = machine.execute(
+        f"systemctl restart --job-mode=ignore-dependencies {shlex.quote(migrate_unit)} 2>&1"
+    )
     if status != 0:
         _, journal = machine.execute(f"journalctl --no-pager -n 20 -u {shlex.quote(migrate_unit)}")
         raise MigrationCheckFailed(f"{machine.name}: re-running {migrate_unit} failed: {output.strip()}\n{journal}")

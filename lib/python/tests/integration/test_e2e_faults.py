@@ -7,6 +7,7 @@ artifacts (logs, summary.json, junit.xml) with no secret in them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -84,4 +85,9 @@ def test_llm_error_fails_receive_ai_reply_with_the_reason(tmp_path: Path) -> Non
     reply = next(message for name, message in browser.items() if "receive_ai_reply" in name)
     assert "LLM returned HTTP 500" in reply and "mock LLM failure" in reply
     assert not any("app_loads" in name for name in browser), "the app itself still loads"
+    shots = tmp_path / "screenshots" / "browser"
+    assert (shots / "final-state.png").is_file()
+    # A screenshot for each failed test, and none for the tests that passed
+    assert {shot.stem for shot in shots.glob("test_*.png")} == {
+        re.sub(r"[^A-Za-z0-9_.-]", "_", name) for name in browser}
     assert_artifacts_arrived(tmp_path)

@@ -130,10 +130,14 @@ def test_unit_chain_names_the_failing_link(server: QemuMachine) -> None:
 
 
 def test_migrations_pass_and_fail(server: QemuMachine) -> None:
+    # healthsvc Requires= the migrate unit: re-running migrations must not restart it
+    dependent = "systemctl show -P InvocationID healthsvc.service"
+    invocation = server.succeed(dependent).strip()
     report = migrations.check_migrations(server, database="svc", directory="/usr/share/svc/migrations",
                                          migrate_unit="svc-migrate.service")
     assert (report.version, report.dirty, report.files) == (2, False, 2)
     assert report.round_trip and report.rerun_noop
+    assert invocation and server.succeed(dependent).strip() == invocation, "the dependent unit was restarted"
     assert {"vector", "pgcrypto"} <= set(report.extensions) and report.extensions["vector"].startswith("0.")
 
     broken = "/srv/broken-migrations"  # readable by the postgres user (/root is not)

@@ -47,6 +47,32 @@ def test_vm_killed_mid_command_gives_a_clear_error(make_driver: Callable[..., Dr
     assert not machine.is_up()
 
 
+def _nice_values(pid: int) -> tuple[set[int], str]:
+    """The nice value of every thread of ``pid`` (field 19 of stat), and its autogroup line."""
+    threads = {
+        int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    return threads, autogroup.read_text().strip() if autogroup.exists() else ""
+
+
+def test_boot_nice_holds_until_the_machine_is_first_needed(make_driver: Callable[..., Driver],
+                                                            tmp_path: Path) -> None:
+    table = tmp_path / "machines.toml"
+    table.write_text(f'[machines.niced]\nrecipe = "{MINIMAL}"\nboot_nice = 19\n')
+    machine = make_driver(str(table)).machines[0]
+    machine.start()
+    assert machine.pid is not None
+    threads, autogroup = _nice_values(machine.pid)
+    assert threads == {19}, "every QEMU thread boots niced"
+    assert autogroup == "" or autogroup.endswith(" nice 19"), autogroup
+    machine.succeed("true")  # the first command: the test now waits for this machine
+    threads, autogroup = _nice_values(machine.pid)
+    assert threads == {0}
+    assert autogroup == "" or autogroup.endswith(" nice 0"), autogroup
+
+
 def test_shutdown_crash_and_restart(make_driver: Callable[..., Driver]) -> None:
     driver = make_driver(f"cycle={MINIMAL}")
     machine = driver.machines[0]

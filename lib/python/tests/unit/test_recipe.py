@@ -84,6 +84,12 @@ def test_machine_specs(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", '[machines.web]\nrecipe = "server.toml"\nvlans = [0]\n')
     with pytest.raises(RecipeError, match="vlans must be a list of numbers 1-255"):
         parse_machine_specs([str(bad)])
+    niced = write(tmp_path / "niced.toml", '[machines.web]\nrecipe = "server.toml"\nboot_nice = 19\n')
+    assert parse_machine_specs([str(niced)])[0].boot_nice == 19
+    for value in ("-5", "20", "true", '"low"'):
+        write(niced, f'[machines.web]\nrecipe = "server.toml"\nboot_nice = {value}\n')
+        with pytest.raises(RecipeError, match="boot_nice must be a nice value 0-19"):
+            parse_machine_specs([str(niced)])
 
 
 def test_cache_key_does_not_depend_on_the_checkout_location(tmp_path: Path) -> None:

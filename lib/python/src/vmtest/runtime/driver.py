@@ -102,6 +102,7 @@ class Driver:
                         keep_machine_state=keep_machine_state,
                         callbacks=[self.check_polling_conditions],
                         boot_panic_retries=1 if config.accelerator.name == "tcg" else 0,
+                        boot_nice=config.boot_nice,
                     )
                 )
         except BaseException:

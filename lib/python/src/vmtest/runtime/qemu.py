@@ -31,6 +31,7 @@ class MachineConfig:
     vlans: tuple[int, ...] = (1,)
     memory_mb: int | None = None
     cores: int | None = None
+    boot_nice: int = 0
     extra_kernel_params: tuple[str, ...] = field(default_factory=tuple)
 
     @property

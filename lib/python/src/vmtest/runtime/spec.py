@@ -2,7 +2,9 @@
 
 Either ``name=recipe.toml[,name=recipe.toml…]`` (repeatable), a bare
 ``recipe.toml`` (the machine takes the recipe's name), or a TOML file with
-``[machines.<name>]`` tables (``recipe``, ``vlans``, ``memory_mb``, ``cores``).
+``[machines.<name>]`` tables (``recipe``, ``vlans``, ``memory_mb``, ``cores``,
+``boot_nice``: the nice value QEMU boots at until the testScript first needs the
+machine, so that it boots in the CPU time the other machines leave idle).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class MachineSpec:
     vlans: tuple[int, ...] = (1,)
     memory_mb: int | None = None
     cores: int | None = None
+    boot_nice: int = 0
 
 
 def _check_name(name: str, origin: str) -> str:
@@ -48,15 +51,18 @@ def _from_table(path: Path) -> list[MachineSpec]:
         origin = f"machine spec {path}: machines.{name}"
         if not isinstance(table, dict) or "recipe" not in table:
             raise RecipeError(f"{origin}: needs a 'recipe' path")
-        unknown = set(table) - {"recipe", "vlans", "memory_mb", "cores"}
+        unknown = set(table) - {"recipe", "vlans", "memory_mb", "cores", "boot_nice"}
         if unknown:
             raise RecipeError(f"{origin}: unknown keys {sorted(unknown)}")
         vlans = table.get("vlans", [1])
         if not isinstance(vlans, list) or not all(isinstance(v, int) and 1 <= v <= 255 for v in vlans):
             raise RecipeError(f"{origin}: vlans must be a list of numbers 1-255, got {vlans!r}")
+        boot_nice = table.get("boot_nice", 0)
+        if not isinstance(boot_nice, int) or isinstance(boot_nice, bool) or not 0 <= boot_nice <= 19:
+            raise RecipeError(f"{origin}: boot_nice must be a nice value 0-19, got {boot_nice!r}")
         specs.append(MachineSpec(
             _check_name(name, origin), load_recipe(path.parent / table["recipe"]), tuple(vlans),
-            table.get("memory_mb"), table.get("cores"),
+            table.get("memory_mb"), table.get("cores"), boot_nice,
         ))
     return specs
 
