@@ -129,6 +129,13 @@ def run(args: argparse.Namespace) -> int:
                 logger.log_test_error("testScript crashed:\n" + "".join(traceback.format_exception(error)))
     except MachineError as error:
         _error(str(error))
+    except KeyboardInterrupt:
+        # The global timeout's interrupt can land after the script has already failed on the
+        # machines the timeout killed; the driver was torn down on the way out either way.
+        if driver is None or not driver.timed_out:
+            raise
+        driver.outcome = "timed out"
+        code = EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(

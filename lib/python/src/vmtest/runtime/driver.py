@@ -131,8 +131,23 @@ class Driver:
 
     def terminate(self) -> None:
         """Kill every machine and VLAN, stop the timer, flush the reports."""
-        if self._timer is not None:
-            self._timer.cancel()
+        # An expired timer interrupts the main thread (interrupt_main) after killing the
+        # machines. The script may already have failed on the dead machines and be here: the
+        # interrupt then lands somewhere in this teardown, which starts over instead of leaving
+        # machines, VLANs or reports behind.
+        while True:
+            try:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    if self._timer.is_alive():
+                        self._timer.join()
+                self._tear_down()
+                return
+            except KeyboardInterrupt:
+                if not self.timed_out:
+                    raise
+
+    def _tear_down(self) -> None:
         for machine in self.machines:
             try:
                 machine.release()
