@@ -13,8 +13,7 @@ from vmtest.report import Report
 
 out = Path(driver.out_dir)  # noqa: F821 - the driver's namespace
 CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"]
-MOCKS = ["alicia-llm-mock.service", "alicia-livekit.service"]
-MOCK_PORTS = [9090, 7880]
+MOCKS = {"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880}  # unit: port
 HEALTHY = {"status": "ok", "database": "ok"}
 report = Report(out, name="alicia-e2e")
 redactor = logs.Redactor()
@@ -71,7 +70,7 @@ try:
         report.observe("health_proxied", {"status": proxied.status, "body": proxied.json()})
 
     with report.step("browser smoke tests (Playwright on the client)", subtest):  # noqa: F821
-        for unit, port in zip(MOCKS, MOCK_PORTS, strict=True):
+        for unit, port in MOCKS.items():
             server.wait_for_unit(unit)  # noqa: F821
             server.wait_for_open_port(port)  # noqa: F821 - they start after the stack, and import for seconds
         # Detached: a long guest command in one blocking execute() would hide progress and
@@ -103,7 +102,7 @@ try:
             failed = [f"{case.name}: {case.message}" for case in browser_cases if not case.passed]
             raise AssertionError(f"browser tests failed (exit {status}):\n" + "\n".join(failed))
 finally:
-    for machine, units in ((server, CHAIN + MOCKS), (client, [])):  # noqa: F821
+    for machine, units in ((server, CHAIN + list(MOCKS)), (client, [])):  # noqa: F821
         try:
             report.observe_machine(machine, units)
         except Exception as error:  # observing must never hide the test's own failure
