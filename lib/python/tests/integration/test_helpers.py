@@ -109,7 +109,9 @@ def test_ports_sockets_and_log_lines(server: QemuMachine) -> None:
 def test_unit_chain_names_the_failing_link(server: QemuMachine) -> None:
     server.succeed(
         "mkdir -p /run/systemd/system/healthsvc.service.d",
-        "printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c \"echo healthsvc-planted-failure; exit 9\"\\n' "
+        # ExecStartPre, not ExecStart: a failing main process is "active" until it exits (Type=simple),
+        # and a wait that looked in that instant saw the chain up, out of order (CI, 474fdc8)
+        "printf '[Service]\\nExecStartPre=/bin/sh -c \"echo healthsvc-planted-failure; exit 9\"\\n' "
         "> /run/systemd/system/healthsvc.service.d/break.conf",
         "systemctl daemon-reload",
     )
