@@ -30,6 +30,16 @@ def test_a_valid_recipe_loads_with_includes(tmp_path: Path) -> None:
     assert recipe.vm.memory_mb == 2048
 
 
+def test_includes_merge_with_each_other_not_only_with_their_includer(tmp_path: Path) -> None:
+    write(tmp_path / "units.toml", 'enable = ["a.service"]\nmask = ["x.service"]\n[files."/etc/a"]\ntext = "a"\n')
+    write(tmp_path / "lean.toml", 'mask = ["y.service"]\n[files."/etc/b"]\ntext = "b"\n')
+    recipe = load_recipe(write(tmp_path / "server.toml", 'include = ["units.toml", "lean.toml"]\n'
+                               'mask = ["z.service"]\n[files."/etc/c"]\ntext = "c"\n'))
+    assert sorted(spec.path for spec in recipe.files) == ["/etc/a", "/etc/b", "/etc/c"]
+    assert recipe.mask == ("x.service", "y.service", "z.service")
+    assert recipe.enable == ("a.service",)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -129,30 +129,36 @@ def _load_toml(path: Path) -> dict[str, Any]:
 
 
 def _merged(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load ``path`` with its ``include``s merged underneath (lists concatenate)."""
+    """Load ``path`` with its ``include``s merged underneath, in order, then ``path`` itself.
+
+    Lists concatenate and tables merge (a later key wins), between includes as between an
+    include and the file that includes it.
+    """
     if path in seen:
         raise _fail(path, "include", "includes itself through " + " -> ".join(map(str, seen)))
     data = _load_toml(path)
     merged: dict[str, Any] = {}
     for included in _str_list(path, data, "include"):
-        base = _merged((path.parent / included).resolve(), (*seen, path))
-        for key, value in base.items():
-            merged[key] = value
+        _merge_into(merged, _merged((path.parent / included).resolve(), (*seen, path)))
+    own = {key: value for key, value in data.items() if key != "include"}
+    if isinstance(own.get("files"), dict):
+        # a file's source is relative to the recipe that names it
+        own["files"] = {
+            name: {**spec, "_base": str(path.parent)} if isinstance(spec, dict) else spec
+            for name, spec in own["files"].items()
+        }
+    _merge_into(merged, own)
+    return merged
+
+
+def _merge_into(merged: dict[str, Any], data: dict[str, Any]) -> None:
     for key, value in data.items():
-        if key == "include":
-            continue
-        if key == "files":
-            value = {
-                name: {**spec, "_base": str(path.parent)} if isinstance(spec, dict) else spec
-                for name, spec in value.items()
-            } if isinstance(value, dict) else value
         if isinstance(value, list) and isinstance(merged.get(key), list):
             merged[key] = [*merged[key], *value]
         elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    return merged
 
 
 def _file_specs(path: Path, raw: object) -> tuple[FileSpec, ...]:
