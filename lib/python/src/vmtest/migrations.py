@@ -72,11 +72,17 @@ class Psql:
             f"-d {shlex.quote(database)} {args} 2>&1"
         )
 
-    def query(self, machine: Machine, database: str, sql: str) -> str:
-        """Run ``sql``; returns unaligned tuples; raises MigrationCheckFailed with psql's error."""
-        status, output = machine.execute(self.command(database, f"-At -c {shlex.quote(sql)}"))
+    def query(self, machine: Machine, database: str, sql: str, *more: str) -> str:
+        """Run ``sql``, then each of ``more`` in a transaction of its own (one ``-c`` apiece: CREATE
+        DATABASE refuses to run inside one); returns unaligned tuples; raises MigrationCheckFailed
+        with psql's error."""
+        statements = (sql, *more)
+        args = " ".join(f"-c {shlex.quote(statement)}" for statement in statements)
+        status, output = machine.execute(self.command(database, f"-At {args}"))
         if status != 0:
-            raise MigrationCheckFailed(f"{machine.name}: SQL on {database} failed: {sql}\n{output.strip()}")
+            raise MigrationCheckFailed(
+                f"{machine.name}: SQL on {database} failed: {'; '.join(statements)}\n{output.strip()}"
+            )
         return output.strip()
 
 
@@ -219,11 +225,7 @@ def check_round_trip(machine: Machine, migrations: Sequence[Migration], *, scrat
     missing = [m.up for m in migrations if m.down is None]
     if missing:
         raise MigrationCheckFailed(f"{machine.name}: up migrations without a down: {missing}")
-    # Two -c: CREATE DATABASE cannot run inside the transaction that one -c of both would be.
-    status, output = machine.execute(psql.command(
-        "postgres", f"-c 'DROP DATABASE IF EXISTS {scratch}' -c 'CREATE DATABASE {scratch}'"))
-    if status != 0:
-        raise MigrationCheckFailed(f"{machine.name}: cannot create the scratch database {scratch}:\n{output.strip()}")
+    psql.query(machine, "postgres", f"DROP DATABASE IF EXISTS {scratch}", f"CREATE DATABASE {scratch}")
     try:
         if extensions:
             psql.query(machine, scratch,
