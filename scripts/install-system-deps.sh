@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
 # Installs what the portable runtime needs on a Debian/Ubuntu host (run as root),
 # and registers qemu-user for arm64 image builds. Quick when everything is there.
+# Every package the runtime calls is listed, with what needs it: installs use
+# --no-install-recommends, so nothing may be left to a Recommends (mmdebstrap only
+# recommends arch-test, without which every arm64 build fails).
+# VMTEST_DEPS_WITHOUT="pkg ..." leaves packages out (the fresh-root test's negative control).
 set -euo pipefail
 packages=(
-  qemu-system-x86 qemu-system-arm qemu-utils qemu-user-static binfmt-support
-  mmdebstrap e2fsprogs kmod vde2 socat cpio zstd nix-bin python3-venv
-  udev  # systemd-hwdb: compiles a foreign image's hardware database natively
+  qemu-system-x86    # x86_64 guests (qemu-system-x86_64)
+  qemu-system-arm    # aarch64 guests (qemu-system-aarch64)
+  qemu-utils         # qemu-img: the qcow2 overlay each machine boots from
+  qemu-user-static   # arm64 maintainer scripts run under qemu-aarch64 while building an image
+  binfmt-support     # update-binfmts: registers qemu-aarch64 with binfmt_misc
+  mmdebstrap         # builds every image's root file system
+  arch-test          # mmdebstrap's check that a foreign architecture (arm64) can run
+  e2fsprogs          # mke2fs -d: the image's ext4 disk
+  kmod               # depmod for the image's kernel modules
+  vde2               # vde_switch: one hub per VLAN
+  socat              # shell_interact / the interactive shell's terminal
+  cpio               # reading initramfs archives (tests, and debugging an image's initrd)
+  zstd               # Debian kernels ship zstd-compressed modules
+  systemd            # systemctl --root: unit presets of a foreign image, replayed natively
+  udev               # systemd-hwdb: compiles a foreign image's hardware database natively
+  nix-bin            # nix-instantiate: parse and evaluate the flake's .nix files in tests
+  shellcheck         # checks the shell scripts embedded in the .nix files
+  python3-venv       # the virtualenv `make` creates in .venv
+  ca-certificates    # pip's HTTPS to PyPI
 )
+skip=" ${VMTEST_DEPS_WITHOUT:-} "
 missing=()
 for package in "${packages[@]}"; do
+  [[ "$skip" == *" $package "* ]] && continue
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if ((${#missing[@]})); then
