@@ -1,8 +1,11 @@
 # vmtest as a Python package, for any Python package set: the flake builds it for the test
 # driver's Python (extraPythonPackages = ps: [ (vmtest ps) ]) and for the devShell.
 # nixos-test-driver is deliberately absent: propagating it next to the driver's own copy
-# fails pythonCatchConflictsPhase. The unit tests run in the check phase; the VM tests
-# need QEMU and are run by `make test` / the vm checks instead.
+# fails pythonCatchConflictsPhase.
+# The check phase runs tests/unit only: tests that need nothing but the inputs declared here
+# and the files of `src`. Repository-wide checks (tests/repo: the flake, the testScripts, the
+# .nix files) and the VM tests (tests/integration) run in `make test`.
+# tests/repo/test_nix_rehearsal.py rehearses this very build and check phase outside Nix.
 {
   lib,
   buildPythonPackage,
@@ -10,6 +13,9 @@
   colorama,
   junit-xml,
   pytestCheckHook,
+  cpio,
+  iproute2,
+  procps,
 }:
 buildPythonPackage {
   pname = "vmtest";
@@ -17,11 +23,20 @@ buildPythonPackage {
   pyproject = true;
   src = lib.fileset.toSource {
     root = ./.;
-    fileset = lib.fileset.unions [ ./pyproject.toml ./src ./tests ];
+    fileset = lib.fileset.unions [
+      ./pyproject.toml
+      ./src
+      ./tests/__init__.py
+      ./tests/conftest.py
+      ./tests/unit
+      ./tests/recipes
+    ];
   };
   build-system = [ setuptools ];
   dependencies = [ colorama junit-xml ];
-  nativeCheckInputs = [ pytestCheckHook ];
+  # cpio reads back the initramfs writer's archives; ss (iproute2) and pgrep (procps) are what
+  # the guest-side probes and the journal-reader check call.
+  nativeCheckInputs = [ pytestCheckHook cpio iproute2 procps ];
   enabledTestPaths = [ "tests/unit" ];
   pythonImportsCheck = [ "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" ];
   meta = {

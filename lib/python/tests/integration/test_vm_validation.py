@@ -20,7 +20,7 @@ from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.runtime.machine import QemuMachine
 from vmtest.suites import vm_validation as vv
 
-from ..repo_checks import REPO
+from ..repo.repo_checks import REPO
 
 pytestmark = pytest.mark.vm
 SUITES = [REPO / "tests/vm" / name for name in ("boot.py", "services.py", "integration.py")]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..repo_checks import REPO
+from ..repo.repo_checks import REPO
 from .test_vm_validation import assert_suites_reported, run_suites
 
 pytestmark = [pytest.mark.vm, pytest.mark.aarch64]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 # Path literals in Nix: ./x, ../x (not inside strings' ${…} or URLs).
 _NIX_PATH = re.compile(r"(?<![\w/.$])(\.\.?/[A-Za-z0-9_./+-]+)")
 _REV = re.compile(r"^[0-9a-f]{40}$")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .. import repo_checks
-from ..repo_checks import REPO
+from . import repo_checks
+from .repo_checks import REPO
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def copy(tmp_path: Path) -> Path:
     for part in ("flake.nix", "flake.lock", "Makefile"):
         (target / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, target / part)
-    for folder in ("e2e-test", ".github", "lib/python/src", "machines", "tests", "scripts"):
+    for folder in ("e2e-test", ".github", "lib/nix", "lib/python/src", "lib/python/tests", "machines", "tests", "scripts"):
         if (REPO / folder).exists():
             shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "lib/python/package.nix", target / "lib/python/package.nix")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mypy import api
 
-from ..repo_checks import REPO
+from .repo_checks import REPO
 
 PRELUDE = """\
 from typing import Callable, ContextManager, List

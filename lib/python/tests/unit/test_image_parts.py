@@ -89,6 +89,9 @@ def _foreign_root(tmp_path: Path) -> Path:
     return root
 
 
+# The portable runtime's image builder replays presets with the host's systemctl; the Nix
+# check phase declares no systemd, so there this test of the builder is skipped.
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl (package systemd)")
 def test_recorded_helper_calls_are_replayed_natively(tmp_path: Path) -> None:
     root = _foreign_root(tmp_path)
     recipe_path = tmp_path / "r.toml"
