@@ -24,6 +24,8 @@ packages=(
   udev               # systemd-hwdb: compiles a foreign image's hardware database natively
   nix-bin            # nix-instantiate: parse and evaluate the flake's .nix files in tests
   shellcheck         # checks the shell scripts embedded in the .nix files
+  iproute2           # ss, ip: declared check inputs of vmtest's package, rehearsed by tests/repo
+  procps             # pgrep, ps: the same, and the VM tests' orphan checks
   python3-venv       # the virtualenv `make` creates in .venv
   ca-certificates    # pip's HTTPS to PyPI
 )

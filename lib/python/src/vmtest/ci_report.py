@@ -1,4 +1,5 @@
-"""One JUnit file and one summary for a CI job made of several suite runs (``vmtest report DIR``).
+"""CI outcomes: one JUnit file and summary for a job of several suite runs (``vmtest report DIR``),
+and the verdict on a Nix test's artifacts (``vmtest verdict DIR``).
 
 Each run directory under DIR (one per architecture, e.g. ``out/vm/x86_64``) holds the
 suites' ``<suite>-junit.xml`` and ``vm-validation-perf.json``; the merged
@@ -20,6 +21,42 @@ def suite_files(root: Path) -> list[Path]:
                   if path.name != "vmtest-junit.xml" and path.parent != root)
 
 
+def failed_cases(document: ET.Element, suite_name: str) -> list[str]:
+    """``suite: case`` for every failed or errored case of one JUnit document."""
+    failed = []
+    for suite in ([document] if document.tag == "testsuite" else document.iter("testsuite")):
+        name = suite.get("name") or suite_name
+        failed += [f"{name}: {case.get('name')}" for case in suite.iter("testcase")
+                   if case.find("failure") is not None or case.find("error") is not None]
+    return failed
+
+
+DRIVER_EXIT_STATUS = "driver-exit-status"
+
+
+def verdict(artifacts: Path) -> tuple[bool, str]:
+    """Whether the test run that wrote ``artifacts`` passed, and a line saying so (failed cases named).
+
+    ``artifacts`` is a Nix test's artifacts output (lib/nix/test-with-artifacts.nix): the
+    driver's output directory plus ``driver-exit-status``. Raises FileNotFoundError when that
+    file is missing (not such a directory).
+    """
+    status_file = artifacts / DRIVER_EXIT_STATUS
+    status = status_file.read_text().strip()
+    if status == "0":
+        return True, f"vmtest: {artifacts}: passed"
+    failed: list[str] = []
+    for path in sorted(artifacts.rglob("*.xml")):
+        try:
+            document = ET.parse(path).getroot()
+        except ET.ParseError:
+            continue
+        if document.tag in ("testsuite", "testsuites"):
+            failed += failed_cases(document, path.stem)
+    cases = "".join(f"\n  FAILED {case}" for case in failed) or "\n  (no failed case in any JUnit file)"
+    return False, f"vmtest: the test failed (driver exit status {status}); artifacts in {artifacts}{cases}"
+
+
 def merge(root: Path) -> tuple[Path, Path]:
     """Write ``root/junit.xml`` and ``root/summary.json`` from the runs under ``root``.
 
@@ -39,9 +76,7 @@ def merge(root: Path) -> tuple[Path, Path]:
             suite.set("name", f"{run}/{suite.get('name', path.stem)}")
             for key in totals:
                 totals[key] += int(suite.get(key) or 0)
-            for case in suite.iter("testcase"):
-                if case.find("failure") is not None or case.find("error") is not None:
-                    failed.append(f"{suite.get('name')}: {case.get('name')}")
+            failed += failed_cases(suite, path.stem)
             merged.append(suite)
     for key, value in totals.items():
         merged.set(key, str(value))

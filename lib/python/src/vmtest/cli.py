@@ -1,4 +1,4 @@
-"""``vmtest``: run a testScript on the portable runtime, build images, probe the accelerator."""
+"""``vmtest``: run a testScript on the portable runtime, build images, probe the accelerator, check the host."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import FrameType
 
-from vmtest import ci_report
+from vmtest import ci_report, doctor
 from vmtest.accel import select_accelerator
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
 from vmtest.image.builder import build_image
-from vmtest.image.recipe import load_recipe
+from vmtest.image.recipe import Recipe, load_recipe
 from vmtest.runtime.driver import Driver, script_traceback
 from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.runtime.qemu import MachineConfig
-from vmtest.runtime.spec import parse_machine_specs
+from vmtest.runtime.spec import MachineSpec, parse_machine_specs
 from vmtest.timeouts import format_seconds
 
 EXIT_FAILED = 1
@@ -42,7 +42,11 @@ def _error(message: str) -> None:
 
 def prepare_machines(values: list[str]) -> list[MachineConfig]:
     """Build (or fetch from the cache) every machine's image and pick its accelerator."""
-    specs = parse_machine_specs(values)
+    return configure_machines(parse_machine_specs(values))
+
+
+def configure_machines(specs: list[MachineSpec]) -> list[MachineConfig]:
+    """Build (or fetch from the cache) the image of every parsed machine and pick its accelerator."""
     configs = []
     for number, spec in enumerate(sorted(specs, key=lambda s: s.name), 1):
         image = build_image(spec.recipe)
@@ -74,13 +78,24 @@ def _read_scripts(paths: list[str]) -> list[tuple[Path, str]] | None:
     return scripts
 
 
+def _preflight(recipes: list[Recipe], *, booting: bool) -> bool:
+    """Check the host has what ``recipes`` need before any work; False after one line per missing piece."""
+    missing = doctor.preflight(recipes, booting=booting)
+    for line in missing:
+        _error(line)
+    return not missing
+
+
 def run(args: argparse.Namespace) -> int:
     scripts = _read_scripts(args.script)
     if scripts is None:
         return EXIT_BAD_INPUT
     (script_path, source), more = scripts[0], [path for path, _ in scripts[1:]]
     try:
-        configs = prepare_machines(args.machines)
+        specs = parse_machine_specs(args.machines)
+        if not _preflight([spec.recipe for spec in specs], booting=True):
+            return EXIT_BAD_INPUT
+        configs = configure_machines(specs)
     except (RecipeError, ImageBuildError, ValueError) as error:
         _error(str(error))
         return EXIT_BAD_INPUT
@@ -147,10 +162,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
-    for path in args.recipes:
+    try:
+        recipes = [load_recipe(path) for path in args.recipes]
+        if not _preflight(recipes, booting=False):
+            return EXIT_BAD_INPUT
+    except (RecipeError, ImageBuildError) as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    for path, recipe in zip(args.recipes, recipes, strict=True):
         try:
             started = time.monotonic()
-            image = build_image(load_recipe(path))
+            image = build_image(recipe)
         except (RecipeError, ImageBuildError) as error:
             _error(str(error))
             return EXIT_BAD_INPUT
@@ -166,6 +188,19 @@ def accel(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_host(args: argparse.Namespace) -> int:
+    results = doctor.run_checks(doctor.Host.current(), args.arch or doctor.ARCHES, offline=args.offline)
+    for result in results:
+        print(result.line())
+    failed = [result.name for result in results if result.status == "FAIL"]
+    warnings = sum(result.status == "warn" for result in results)
+    if not doctor.passed(results):
+        print(f"vmtest doctor: {len(failed)} required check(s) failed: {', '.join(failed)}")
+        return EXIT_FAILED
+    print(f"vmtest doctor: every required check passed ({warnings} warning(s))")
+    return 0
+
+
 def report(args: argparse.Namespace) -> int:
     try:
         junit, summary = ci_report.merge(Path(args.directory))
@@ -177,6 +212,16 @@ def report(args: argparse.Namespace) -> int:
     for case in result["failed_cases"]:
         print(f"  FAILED {case}")
     return 0 if result["result"] == "passed" else EXIT_FAILED
+
+
+def verdict(args: argparse.Namespace) -> int:
+    try:
+        passed, message = ci_report.verdict(Path(args.directory))
+    except FileNotFoundError as error:
+        _error(f"{args.directory} is not a test's artifacts: {error.strerror}: {error.filename}")
+        return EXIT_BAD_INPUT
+    print(message, file=sys.stdout if passed else sys.stderr)
+    return 0 if passed else EXIT_FAILED
 
 
 def parser() -> argparse.ArgumentParser:
@@ -201,10 +246,20 @@ def parser() -> argparse.ArgumentParser:
     accel_parser = commands.add_parser("accel", help="show the accelerator guests would get")
     accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"])
     accel_parser.set_defaults(handler=accel)
+    doctor_parser = commands.add_parser("doctor", help="check that this host has everything the runtime needs")
+    doctor_parser.add_argument("--arch", action="append", choices=doctor.ARCHES,
+                               help="check only what guests and images of this architecture need "
+                                    "(repeatable; default: both)")
+    doctor_parser.add_argument("--offline", action="store_true", help="skip the Debian mirror check")
+    doctor_parser.set_defaults(handler=check_host)
     report_parser = commands.add_parser("report", help="merge the suite runs under DIR into DIR/junit.xml and "
                                                        "DIR/summary.json")
     report_parser.add_argument("directory")
     report_parser.set_defaults(handler=report)
+    verdict_parser = commands.add_parser("verdict", help="pass or fail on a Nix test's artifacts (DIR/driver-exit-"
+                                                         "status), naming the failed cases")
+    verdict_parser.add_argument("directory")
+    verdict_parser.set_defaults(handler=verdict)
     return top
 
 
