@@ -43,16 +43,24 @@
           ];
         };
 
-      packages = forAllSystems (pkgs: {
-        vmtest = pkgs.python3Packages.vmtest;
-        inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests;
-        default = pkgs.python3Packages.vmtest;
-      });
+      # `<check>-artifacts`: the run's logs, JUnit and summary, built whether the suite passed or
+      # not (`nix build .#e2e-artifacts`); the check of the same name fails when it failed.
+      packages = forAllSystems (
+        pkgs:
+        {
+          vmtest = pkgs.python3Packages.vmtest;
+          inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests;
+          default = pkgs.python3Packages.vmtest;
+        }
+        // lib.mapAttrs' (name: check: lib.nameValuePair "${name}-artifacts" check.artifacts) (
+          lib.filterAttrs (name: check: check ? artifacts) self.checks.${pkgs.stdenv.hostPlatform.system}
+        )
+      );
 
       checks = forAllSystems (
         pkgs:
         {
-          # vmtest's unit tests run in its check phase.
+          # vmtest's unit tests (tests/unit) run in its check phase.
           vmtest = pkgs.python3Packages.vmtest;
         }
         # The validation suites (tests/vm), on both systems: vm-boot, vm-service, vm-integration.
@@ -95,8 +103,18 @@
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
           packages = [
-            (pkgs.python3.withPackages (ps: [ ps.colorama ps.junit-xml ps.ptpython ps.pytest ps.mypy ]))
+            # pyproject.toml's `dev` extra (tests/repo checks that the two agree).
+            (pkgs.python3.withPackages (ps: [
+              ps.colorama
+              ps.junit-xml
+              ps.ptpython
+              ps.pytest
+              ps.mypy
+              ps.pyyaml
+              ps.types-pyyaml
+            ]))
             pkgs.ruff
+            pkgs.shellcheck # tests/repo: the shell embedded in the .nix files
             pkgs.qemu
             pkgs.mmdebstrap
             pkgs.vde2

@@ -1,8 +1,8 @@
 # The Alicia e2e testScript. One file for both runtimes:
 #   nix build .#checks.x86_64-linux.e2e      (the NixOS test driver; vmtest via extraPythonPackages)
 #   make e2e                                 (vmtest's portable runtime on Debian VMs)
-# Both machine flavours provide the same guest interface: the units below, /etc/alicia/env,
-# /etc/alicia/migrations, and the `e2e-run-browser-tests` command on the client.
+# Both machine flavours declare the same guest interface: the units below, /etc/alicia/env,
+# /etc/alicia/migrations, and the client's e2e-browser-tests unit (tests/repo checks this).
 # Artifacts land in the driver's output directory ($out under Nix) with seed 000's layout:
 #   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json
 from pathlib import Path
@@ -73,22 +73,16 @@ try:
         for unit, port in MOCKS.items():
             server.wait_for_unit(unit)  # noqa: F821
             server.wait_for_open_port(port)  # noqa: F821 - they start after the stack, and import for seconds
-        # Detached: a long guest command in one blocking execute() would hide progress and
-        # hang on any background process; the exit status comes back through a file, and the
-        # output also goes to the journal, which the test VMs forward to the serial console.
-        client.succeed(  # noqa: F821
-            "rm -rf /tmp/e2e && mkdir -p /tmp/e2e && "
-            # HOME: a transient unit has none, and Chromium's caches then start cold in each process.
-            "systemd-run --unit=e2e-browser-tests --collect --setenv=HOME=/root /usr/bin/env bash -c "
-            "'e2e-run-browser-tests /tmp/e2e 2>&1 | tee /tmp/e2e/pytest.log; "
-            # $$: systemd would expand ${…} in the unit's command line itself
-            "echo $${PIPESTATUS[0]} > /tmp/e2e/exit-status'"
-        )
-        client.wait_for_file("/tmp/e2e/exit-status", timeout=1800)  # noqa: F821
-        status_text = client.succeed("cat /tmp/e2e/exit-status").strip()  # noqa: F821
+        # The e2e-browser-tests unit, declared by both twins with what it needs on PATH. A
+        # oneshot: `systemctl start` returns when the run ends, at once if it cannot start.
+        # Its output also goes to the journal, which the test VMs forward to the serial console.
+        client.execute("systemctl start e2e-browser-tests.service", timeout=1800)  # noqa: F821
+        status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()  # noqa: F821
         if not status_text.isdigit():
-            tail = client.succeed("tail -n 30 /tmp/e2e/pytest.log || true")  # noqa: F821
-            raise AssertionError(f"the browser tests wrote no exit status ({status_text!r}); pytest.log:\n{tail}")
+            journal = client.execute(  # noqa: F821
+                "systemctl status --no-pager e2e-browser-tests.service; "
+                "journalctl --no-pager -n 40 -u e2e-browser-tests.service")[1]
+            raise AssertionError(f"the browser tests wrote no exit status ({status_text!r}); the unit:\n{journal}")
         status = int(status_text)
         copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")  # noqa: F821
         client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")  # noqa: F821

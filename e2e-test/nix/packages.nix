@@ -41,34 +41,28 @@ rec {
     '';
   };
 
-  # The 12 smoke tests, runnable as `e2e-run-browser-tests OUTDIR` (the Debian client has the same command).
+  # The 12 smoke tests, runnable as `e2e-run-browser-tests OUTDIR`: the very script the Debian
+  # client installs (machines/client/e2e-run-browser-tests), wrapped with where the tests are,
+  # the Python that runs them and Playwright's browsers. `$out` here is this package's output;
+  # the client's e2e-browser-tests unit runs the command.
   alicia-e2e-client-tests = pkgs.stdenvNoCC.mkDerivation {
     pname = "alicia-e2e-client-tests";
     version = "0.1.0";
     src = ../client;
     nativeBuildInputs = [ pkgs.makeWrapper ];
+    # patchShebangs gives the runner's `#!/usr/bin/env bash` this bash.
+    buildInputs = [ pkgs.bash ];
     installPhase = ''
+      runHook preInstall
       mkdir -p $out/share/e2e-tests $out/bin
       cp *.py pytest.ini $out/share/e2e-tests/
-      makeWrapper ${pkgs.writeShellScript "e2e-run-browser-tests" ''
-        out=''${1:-/tmp/e2e}
-        mkdir -p "$out"
-        cd ${placeholder "out"}/share/e2e-tests
-        export E2E_ARTIFACTS="$out" PYTHONDONTWRITEBYTECODE=1
-        # As the Debian client's script: untraced, then the failed tests again with a trace.
-        cache="-o cache_dir=$out/.pytest-cache"
-        ${testPython}/bin/python3 -m pytest -v $cache --durations=0 --junitxml="$out/junit-browser.xml" \
-          --output "$out/test-results" .
-        status=$?
-        if [ "$status" -ne 0 ]; then
-          echo "e2e-run-browser-tests: re-running the failed tests with a trace into $out/test-results/traced"
-          ${testPython}/bin/python3 -m pytest -v $cache --last-failed --last-failed-no-failures none \
-            --tracing on --screenshot only-on-failure --output "$out/test-results/traced" . || true
-        fi
-        exit "$status"
-      ''} $out/bin/e2e-run-browser-tests \
+      install -Dm755 ${../machines/client/e2e-run-browser-tests} $out/libexec/e2e-run-browser-tests
+      makeWrapper $out/libexec/e2e-run-browser-tests $out/bin/e2e-run-browser-tests \
+        --set E2E_TESTS_DIR $out/share/e2e-tests \
+        --prefix PATH : ${lib.makeBinPath [ testPython pkgs.coreutils ]} \
         --set PLAYWRIGHT_BROWSERS_PATH ${pkgs.playwright-driver.browsers} \
         --set E2E_CHROMIUM ""
+      runHook postInstall
     '';
   };
 }

@@ -252,8 +252,8 @@ def rehearse(package_nix: Path, workdir: Path, lib: Path, python: Path | None = 
     prefix = workdir / "out"
     path = stdenv_path(package, workdir / "stdenv-bin")
     home = Path("/homeless-shelter")
-    build_tmp = workdir / "build"
-    build_tmp.mkdir()
+    # Nix builds in /build: a short path (AF_UNIX socket paths are limited to 107 bytes).
+    build_tmp = Path(tempfile.mkdtemp(prefix="nixbld-", dir="/tmp"))
     environment = {
         "PATH": f"{path}:{python.parent}",
         "HOME": str(home),
@@ -279,6 +279,7 @@ def rehearse(package_nix: Path, workdir: Path, lib: Path, python: Path | None = 
         rehearsal.output += f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}"
         if done.returncode != 0:
             break
+    shutil.rmtree(build_tmp, ignore_errors=True)
     if home.exists():
         rehearsal.phase, rehearsal.returncode = "check", 1
         rehearsal.output += f"\n{home} exists after the check phase: the sandbox has no home directory\n"

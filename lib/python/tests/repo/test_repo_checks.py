@@ -19,7 +19,8 @@ def copy(tmp_path: Path) -> Path:
     for part in ("flake.nix", "flake.lock", "Makefile"):
         (target / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / part, target / part)
-    for folder in ("e2e-test", ".github", "lib/nix", "lib/python/src", "lib/python/tests", "machines", "tests", "scripts"):
+    folders = ("e2e-test", ".github", "lib/nix", "lib/python/src", "lib/python/tests", "machines", "tests", "scripts")
+    for folder in folders:
         if (REPO / folder).exists():
             shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "lib/python/package.nix", target / "lib/python/package.nix")

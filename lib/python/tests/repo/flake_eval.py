@@ -1,0 +1,38 @@
+"""The flake's outputs evaluated here: real nixpkgs lib, stub packages (nix/flake-outputs.nix)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+FLAKE_OUTPUTS = Path(__file__).resolve().parent / "nix" / "flake-outputs.nix"
+
+
+class EvaluationError(Exception):
+    """nix-instantiate could not evaluate the expression; the message has its error."""
+
+
+def evaluate(flake: Path, lib: Path, expression: str) -> Any:
+    """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data."""
+    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ nixpkgsLib = {lib}; flake = {flake.resolve()}; }}; "
+               f"in {expression}")
+    done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", program],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "VMTEST_NIXPKGS_LIB": str(lib)})
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
+        raise EvaluationError("\n".join(errors))
+    return json.loads(done.stdout)
+
+
+def output_names(flake: Path, lib: Path) -> dict[str, Any]:
+    """``{checks,packages,apps: {system: [names]}, nixosConfigurations: [names], devShells: …}``."""
+    names = "builtins.mapAttrs (system: set: builtins.attrNames set)"
+    result: dict[str, Any] = evaluate(flake, lib, (
+        f"{{ checks = {names} outputs.checks; packages = {names} outputs.packages; apps = {names} outputs.apps; "
+        f"devShells = {names} outputs.devShells; "
+        "nixosConfigurations = builtins.attrNames outputs.nixosConfigurations; }"))
+    return result
