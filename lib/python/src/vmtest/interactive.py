@@ -26,7 +26,7 @@ def status(machines: Sequence[Machine], stream: TextIO | None = None) -> dict[st
     stream = stream or sys.stdout
     result: dict[str, dict[str, Any]] = {}
     for machine in machines:
-        is_up = getattr(machine, "is_up", lambda: True)()
+        is_up = machine.is_up()
         entry: dict[str, Any] = {"up": is_up}
         if is_up:
             _, state = machine.execute("systemctl is-system-running 2>/dev/null || true")

@@ -228,12 +228,11 @@ def _read_through_shared_dir(machine: Machine, staged: str, size: int, timeout: 
     Many times faster than the console for large logs (no base64, no 2 MiB round trips);
     gzip's own CRC and length check the result. Nothing lands in the output directory.
     """
-    shared_dir = getattr(machine, "shared_dir", None)
-    if shared_dir is None or not Path(shared_dir).is_dir():
+    if not Path(machine.shared_dir).is_dir():
         return None
     name = f"vmtest-log-{uuid.uuid4().hex}.gz"
     status, _ = run(machine, f"mountpoint -q /tmp/shared && cp {staged} /tmp/shared/{name}", timeout)
-    host_file = Path(shared_dir) / name
+    host_file = Path(machine.shared_dir) / name
     try:
         if status != 0 or not host_file.is_file() or host_file.stat().st_size != size:
             return None
@@ -256,17 +255,14 @@ def collect_logs(
     ``dest`` defaults to ``logs/<machine name>``; ``out_dir`` to the driver's
     output directory. Nothing is written before redaction. Sources that fail
     are recorded (``error``) rather than raised, so a broken machine still
-    yields what can be had; the machine's host-side console log is added when
-    the runtime keeps one.
+    yields what can be had; the machine's console log is added.
     """
-    target = (out_dir or Path(machine.out_dir)) / (dest or f"logs/{machine.name}")  # type: ignore[attr-defined]
+    target = (out_dir or Path(machine.out_dir)) / (dest or f"logs/{machine.name}")
     target.mkdir(parents=True, exist_ok=True)
     redactor = redactor or Redactor()
     collected: list[CollectedLog] = []
     # execute() on a machine that is down would boot it again: take only what the host has.
-    is_up = getattr(machine, "is_up", None)
-    reachable = is_up() if callable(is_up) else True
-    chosen = (sources if sources is not None else standard_sources()) if reachable else []
+    chosen = (sources if sources is not None else standard_sources()) if machine.is_up() else []
     with machine.nested(f"collecting logs into {target}"):
         if any("journalctl" in source.command() for source in chosen):
             # journalctl opening a file that journald is extending can take it for truncated and
@@ -298,16 +294,11 @@ def _write(path: Path, text: str, source: LogSource) -> CollectedLog:
 
 
 def copy_console_log(machine: Machine, target: Path, redactor: Redactor) -> list[CollectedLog]:
-    """The host-side console log (what the host has even when the VM is dead)."""
-    source = LogSource("serial.log", "console")
-    console_path = getattr(machine, "console_log_path", None)
-    if console_path is not None and Path(console_path).is_file():
-        text = Path(console_path).read_text(errors="replace")
-    elif hasattr(machine, "get_console_log"):
-        text = machine.get_console_log()
-    else:
+    """The console log as the host has it (even when the VM is dead); nothing if the console was silent."""
+    text = machine.get_console_log()
+    if not text:
         return []
-    return [_write(target / "serial.log", redactor.redact(text), source)]
+    return [_write(target / "serial.log", redactor.redact(text), LogSource("serial.log", "console"))]
 
 
 @contextmanager

@@ -1,21 +1,32 @@
 """The part of the Machine API the helpers rely on, as a Protocol.
 
 Helpers are duck-typed: the upstream driver's ``Machine``/``QemuMachine`` and
-this package's portable ``QemuMachine`` both satisfy it. Nothing here imports
-the upstream driver.
+this package's portable ``QemuMachine`` both satisfy it, so no helper reaches a
+machine any other way. It names only what upstream machines have (upstream's
+names); nothing here imports the upstream driver.
 """
 
 from __future__ import annotations
 
 import inspect
 from datetime import timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from vmtest.timeouts import Timeout, to_whole_seconds
 
 
 class Machine(Protocol):
     name: str
+    # Where the driver writes artifacts ($out under Nix).
+    out_dir: Path
+    # The host side of the 9p directory the guest mounts at /tmp/shared.
+    shared_dir: Path
+
+    def is_up(self) -> bool: ...
+
+    # Everything the serial console printed so far; upstream keeps no console log file.
+    def get_console_log(self) -> str: ...
 
     def execute(
         self, command: str, check_return: bool = True, check_output: bool = True, timeout: Any = 900
@@ -57,12 +68,25 @@ def run(machine: Machine, command: str, timeout: Timeout) -> tuple[int, str]:
     return machine.execute(command, timeout=driver_timeout(machine, timeout))
 
 
+@runtime_checkable
+class _CopiesFromMachine(Protocol):
+    def copy_from_machine(self, source: str, target_dir: str = "") -> None: ...
+
+
+@runtime_checkable
+class _CopiesFromVm(Protocol):
+    def copy_from_vm(self, source: str, target_dir: str = "") -> None: ...
+
+
 def copy_from_machine(machine: Machine, source: str, target_dir: str = "") -> None:
     """Copy a guest path to ``<out_dir>/<target_dir>/`` with whichever name the driver has.
 
-    ``copy_from_machine`` since 2026, ``copy_from_vm`` before (nixpkgs #478109).
+    ``copy_from_machine`` since 2026, ``copy_from_vm`` before (nixpkgs #478109);
+    raises AttributeError if the machine has neither.
     """
-    copy = getattr(machine, "copy_from_machine", None) or getattr(machine, "copy_from_vm", None)
-    if copy is None:
+    if isinstance(machine, _CopiesFromMachine):
+        machine.copy_from_machine(source, target_dir)
+    elif isinstance(machine, _CopiesFromVm):
+        machine.copy_from_vm(source, target_dir)
+    else:
         raise AttributeError(f"{machine.name} has neither copy_from_machine nor copy_from_vm")
-    copy(source, target_dir)

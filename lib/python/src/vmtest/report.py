@@ -85,8 +85,9 @@ class Report:
                     problem = element.find("error")
                 if problem is not None:
                     case.add_failure_info(message=problem.get("message") or "failed", output=problem.text)
-                if element.find("skipped") is not None:
-                    case.add_skipped_info(message=element.find("skipped").get("message") or "skipped")  # type: ignore[union-attr]
+                skipped = element.find("skipped")
+                if skipped is not None:
+                    case.add_skipped_info(message=skipped.get("message") or "skipped")
                 cases.append(case)
                 folded.append(CaseResult(case.name, case.elapsed_sec or 0.0, problem is None,
                                          (problem.get("message") or "") if problem is not None else "", name))
@@ -102,8 +103,7 @@ class Report:
 
         A machine that is down (``is_up()`` false) is recorded as such, not booted again.
         """
-        is_up = getattr(machine, "is_up", None)
-        if callable(is_up) and not is_up():
+        if not machine.is_up():
             record_down: dict[str, Any] = {"up": False}
             self.observations.setdefault("machines", {})[machine.name] = record_down
             return record_down

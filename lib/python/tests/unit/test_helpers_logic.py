@@ -199,8 +199,15 @@ class LocalShellMachine:
 
     def __init__(self, out_dir: Path, corrupt_calls: set[int]) -> None:
         self.out_dir = out_dir
+        self.shared_dir = out_dir / "no-shared-dir"  # none: the transfer goes over the console
         self.corrupt_calls = corrupt_calls
         self.calls = 0
+
+    def is_up(self) -> bool:
+        return True
+
+    def get_console_log(self) -> str:
+        return ""
 
     def nested(self, msg: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

@@ -380,8 +380,7 @@ def record_performance(out: Path, suite: str, machine: Machine | None, seconds: 
     path = out / "vm-validation-perf.json"
     record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     entry = record.setdefault(machine.name if machine is not None else "-", {"suites": {}})
-    is_up = getattr(machine, "is_up", None)
-    if machine is not None and (not callable(is_up) or is_up()):
+    if machine is not None and machine.is_up():
         entry["arch"] = machine.execute("uname -m")[1].strip()
         entry["accelerator"] = accelerator_of(machine)
     entry["suites"][suite] = {"seconds": round(seconds, 2)}
