@@ -1,4 +1,4 @@
-"""Exceptions of the portable runtime, named and shaped as the upstream driver's.
+"""Exceptions: the portable runtime's, named and shaped as the upstream driver's, and the helpers'.
 
 Helpers only ever raise ``AssertionError`` subclasses for test failures, so the
 upstream driver (whose ``RequestedAssertionFailed`` is also an
@@ -10,6 +10,10 @@ from __future__ import annotations
 
 class RequestedAssertionFailed(AssertionError):
     """A check the test asked for did not hold (failed command, wait timeout, unit state)."""
+
+
+class HealthCheckFailed(AssertionError):
+    """A health wait timed out or saw a hard failure; the message has the last observation."""
 
 
 class MachineError(Exception):

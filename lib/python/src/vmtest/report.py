@@ -24,8 +24,8 @@ from typing import Any, TextIO
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from vmtest.health import accelerator_from_virt, failed_units, observe_units
 from vmtest.machine_api import Machine
+from vmtest.units import accelerator_from_virt, detect_virt, failed_units, observe_units
 
 
 @dataclass
@@ -107,12 +107,12 @@ class Report:
             record_down: dict[str, Any] = {"up": False}
             self.observations.setdefault("machines", {})[machine.name] = record_down
             return record_down
-        _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
+        virt = detect_virt(machine)
         record: dict[str, Any] = {
             "up": True,
             "architecture": machine.succeed("uname -m").strip(),
-            "virtualisation": virt.strip() or "none",
-            "accelerator": accelerator_from_virt(virt.strip(), "unknown"),
+            "virtualisation": virt or "none",
+            "accelerator": accelerator_from_virt(virt, "unknown"),
             "kernel": machine.succeed("uname -r").strip(),
             "failed_units": failed_units(machine),
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from vmtest import health, logs, migrations
+from vmtest import health, http_probe, logs, migrations, units
 from vmtest.machine_api import driver_timeout
 from vmtest.report import Report
 
@@ -90,15 +90,15 @@ def test_psql_failure_is_parsed() -> None:
 def test_http_probe_output_and_body_checks() -> None:
     raw = "200\n3\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: b\r\n\r\n"
     raw += json.dumps({"status": "ok", "db": {"ok": True}})
-    observation = health._parse_http_output("http://x/health", raw)
+    observation = http_probe.parse_http_output("http://x/health", raw)
     assert (observation.status, observation.attempts) == (200, 3)
     assert observation.headers == {"content-type": "application/json", "x-a": "b"}
-    assert health._body_problem(observation, {"status": "ok", "db": {"ok": True}}) is None
-    assert "does not contain" in (health._body_problem(observation, {"status": "degraded"}) or "")
-    assert "predicate raised KeyError" in (health._body_problem(observation, lambda d: d["missing"]) or "")
-    assert health._header_problem(observation, {"X-A": "b", "Content-Type": "*"}) is None
-    assert "expected 'c'" in (health._header_problem(observation, {"X-A": "c"}) or "")
-    broken = health._parse_http_output("http://x", "garbage")
+    assert http_probe.body_problem(observation, {"status": "ok", "db": {"ok": True}}) is None
+    assert "does not contain" in (http_probe.body_problem(observation, {"status": "degraded"}) or "")
+    assert "predicate raised KeyError" in (http_probe.body_problem(observation, lambda d: d["missing"]) or "")
+    assert http_probe.header_problem(observation, {"X-A": "b", "Content-Type": "*"}) is None
+    assert "expected 'c'" in (http_probe.header_problem(observation, {"X-A": "c"}) or "")
+    broken = http_probe.parse_http_output("http://x", "garbage")
     assert broken.status == 0 and "no HTTP response" in broken.describe()
 
 
@@ -120,12 +120,12 @@ class _Answers(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _probe_locally(url: str, budget: float, attempt: float = 2) -> health.HttpObservation:
-    script = health.http_probe_script(url, 200, budget, attempt, health.Backoff(0.05, 0.1, 0.2))
+def _probe_locally(url: str, budget: float, attempt: float = 2) -> http_probe.HttpObservation:
+    script = http_probe.http_probe_script(url, 200, budget, attempt, health.Backoff(0.05, 0.1, 0.2))
     done = subprocess.run(["bash", "-c", "set -euo pipefail; " + script], capture_output=True, text=True,
                           timeout=30, check=False)
     assert done.returncode == 0, done.stderr
-    return health._parse_http_output(url, done.stdout)
+    return http_probe.parse_http_output(url, done.stdout)
 
 
 def test_the_fork_free_http_probe_fetches_for_real() -> None:
@@ -152,7 +152,7 @@ def test_the_fork_free_http_probe_fetches_for_real() -> None:
 
 
 def test_http_probe_script_is_valid_bash_and_backs_off() -> None:
-    script = health.http_probe_script("http://server/health?a=1&b=2", 200, 1.5, 2, health.Backoff(0.05, 0.4, 0.2))
+    script = http_probe.http_probe_script("http://server/health?a=1&b=2", 200, 1.5, 2, health.Backoff(0.05, 0.4, 0.2))
     subprocess.run(["bash", "-n", "-c", script], check=True)
     # the backoff function on its own: 50 ms doubling to the 400 ms cap, with jitter
     steps = subprocess.run(
@@ -164,16 +164,16 @@ def test_http_probe_script_is_valid_bash_and_backs_off() -> None:
 
 
 def test_unit_observation_states() -> None:
-    oneshot = health.UnitObservation("m.service", {
+    oneshot = units.UnitObservation("m.service", {
         "Type": "oneshot", "ActiveState": "inactive", "SubState": "dead", "Result": "success",
         "ExecMainExitTimestampMonotonic": "5000000",
     })
     assert oneshot.ready and not oneshot.failed and oneshot.ready_at_us == 5_000_000
-    restarting = health.UnitObservation("a.service", {
+    restarting = units.UnitObservation("a.service", {
         "Type": "simple", "ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
     })
     assert restarting.failed and not restarting.ready
-    assert health.UnitObservation("f", {"ActiveState": "failed"}).failed
+    assert units.UnitObservation("f", {"ActiveState": "failed"}).failed
 
 
 def test_report_summary_and_junit(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from vmtest.errors import RequestedAssertionFailed
 from vmtest.image.builder import Image
 from vmtest.image.recipe import load_recipe
 from vmtest.runtime.logger import JunitLogger
-from vmtest.runtime.machine import guest_wait_loop
 from vmtest.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
+from vmtest.waiting import once_a_second
 
 
 def config(tmp_path: Path, name: str, number: int, arch: str = "amd64") -> MachineConfig:
@@ -55,12 +55,12 @@ def test_junit_has_a_case_per_subtest_and_failures(tmp_path: Path) -> None:
 
 def _wait_loop(tmp_path: Path, command: str, want_success: bool, attempts: int) -> tuple[int, str, float]:
     started = time.monotonic()
-    done = subprocess.run(["bash", "-c", "set -euo pipefail; " + guest_wait_loop(command, want_success, attempts)],
+    done = subprocess.run(["bash", "-c", "set -euo pipefail; " + once_a_second(command, want_success, attempts)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=30)
     return done.returncode, done.stdout, time.monotonic() - started
 
 
-def test_guest_wait_loop_tries_once_a_second_in_one_shell(tmp_path: Path) -> None:
+def test_once_a_second_tries_once_a_second_in_one_shell(tmp_path: Path) -> None:
     status, _, took = _wait_loop(tmp_path, "test -e flag", True, 3)
     assert status == 1 and 1.8 < took < 4, "three tries a second apart, then failure"
     threading.Timer(1.2, (tmp_path / "flag").touch).start()

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from vmtest.errors import RequestedAssertionFailed
-from vmtest.runtime.retry import retry
 from vmtest.timeouts import format_seconds, to_seconds, to_whole_seconds
+from vmtest.waiting import retry
 
 
 def test_int_float_and_timedelta_are_accepted() -> None:

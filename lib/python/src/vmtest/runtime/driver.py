@@ -30,9 +30,9 @@ from vmtest.runtime.logger import CompositeLogger
 from vmtest.runtime.machine import QemuMachine
 from vmtest.runtime.polling import PollingCondition
 from vmtest.runtime.qemu import MachineConfig, hosts_lines, write_start_script
-from vmtest.runtime.retry import retry
 from vmtest.runtime.vlan import VLan
 from vmtest.timeouts import format_seconds
+from vmtest.waiting import retry
 
 
 class GlobalTimeoutReached(Exception):

@@ -33,8 +33,9 @@ from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.runtime.logger import AbstractLogger
 from vmtest.runtime.process import terminate_group
 from vmtest.runtime.qmp import QMPClient
-from vmtest.runtime.retry import retry
 from vmtest.timeouts import Timeout, format_seconds, to_seconds, to_whole_seconds
+from vmtest.units import parse_properties
+from vmtest.waiting import Deadline, WaitTimedOut, once_a_second, retry, retry_or_raise, timed_out
 
 MARKER = b"Spawning backdoor root shell..."
 # How long start() waits for QEMU to connect its sockets before declaring it dead.
@@ -55,18 +56,8 @@ CHAR_TO_KEY = {
 }
 
 
-def guest_wait_loop(command: str, want_success: bool, attempts: int) -> str:
-    """Bash that runs ``command`` up to ``attempts`` times a second apart (a fork-free sleep),
-    exiting 0 at the first attempt whose success is ``want_success``, else 1; prints the
-    last attempt's output."""
-    stop = "" if want_success else "!"
-    return (
-        f"vmtest_check() {{\n{command}\n}}; exec {{vmtest_sfd}}<> <(:); vmtest_out=''; "
-        f"for (( vmtest_i = 0; vmtest_i < {attempts}; vmtest_i++ )); do "
-        "(( vmtest_i == 0 )) || read -r -t 1 -u \"$vmtest_sfd\" || true; "
-        f"if {stop} vmtest_out=$(vmtest_check 2>&1); then printf '%s' \"$vmtest_out\"; exit 0; fi; "
-        "done; printf '%s' \"$vmtest_out\"; exit 1"
-    )
+class UnitFailed(RequestedAssertionFailed):
+    """``wait_for_unit`` gave up on the unit: it failed, went inactive with no job, or timed out."""
 
 
 def _ppm_to_png(ppm: bytes) -> bytes:
@@ -495,14 +486,14 @@ class QemuMachine:
             last_status, output = self.execute(command, timeout=timeout)
             return last_status == 0
 
+        def did_not_succeed(error: WaitTimedOut) -> RequestedAssertionFailed:
+            return RequestedAssertionFailed(
+                f"{self.name}: `{command}` did not succeed: {error}; last exit code "
+                f"{last_status}, last output: {output[-1000:]!r}"
+            )
+
         with self.nested(f"waiting for success: {command}"):
-            try:
-                retry(check_success, timeout)
-            except RequestedAssertionFailed as error:
-                raise RequestedAssertionFailed(
-                    f"{self.name}: `{command}` did not succeed: {error}; last exit code "
-                    f"{last_status}, last output: {output[-1000:]!r}"
-                ) from None
+            retry_or_raise(check_success, timeout, did_not_succeed)
         return output
 
     def wait_until_fails(self, command: str, timeout: Timeout = 900) -> str:
@@ -514,13 +505,13 @@ class QemuMachine:
             status, output = self.execute(command, timeout=timeout)
             return status != 0
 
+        def kept_succeeding(error: WaitTimedOut) -> RequestedAssertionFailed:
+            return RequestedAssertionFailed(
+                f"{self.name}: `{command}` kept succeeding: {error}; last output: {output[-1000:]!r}"
+            )
+
         with self.nested(f"waiting for failure: {command}"):
-            try:
-                retry(check_failure, timeout)
-            except RequestedAssertionFailed as error:
-                raise RequestedAssertionFailed(
-                    f"{self.name}: `{command}` kept succeeding: {error}; last output: {output[-1000:]!r}"
-                ) from None
+            retry_or_raise(check_failure, timeout, kept_succeeding)
         return output
 
     def sleep(self, secs: Timeout) -> None:
@@ -608,12 +599,7 @@ class QemuMachine:
                 f'{self.name}: retrieving systemctl info for unit "{unit}"'
                 f"{'' if user is None else f' under user {user!r}'} failed with exit code {status}"
             )
-        info: dict[str, str] = {}
-        for line in lines.splitlines():
-            key, separator, value = line.partition("=")
-            if separator:
-                info[key] = value
-        return info
+        return parse_properties(lines)
 
     def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
         """One property of ``unit`` (``systemctl show --property``)."""
@@ -622,10 +608,10 @@ class QemuMachine:
             raise RequestedAssertionFailed(
                 f'{self.name}: retrieving property "{property}" of unit "{unit}" failed with exit code {status}'
             )
-        key, _, value = output.strip().partition("=")
-        if key != property:
+        properties = parse_properties(output.strip())
+        if property not in properties:
             raise RequestedAssertionFailed(f'{self.name}: unit "{unit}" has no property "{property}"')
-        return value
+        return properties[property]
 
     def _unit_journal(self, unit: str, lines: int = 25) -> str:
         try:
@@ -656,8 +642,8 @@ class QemuMachine:
         started = time.monotonic()
         last: dict[str, str] = {}
 
-        def fail(reason: str) -> RequestedAssertionFailed:
-            return RequestedAssertionFailed(
+        def fail(reason: str) -> UnitFailed:
+            return UnitFailed(
                 f"{self.name}: unit '{unit}' {reason} after {format_seconds(time.monotonic() - started)} "
                 f"(timeout {format_seconds(to_seconds(timeout))}); last state: "
                 f"{last.get('ActiveState')}/{last.get('SubState')}, result {last.get('Result')}.\n"
@@ -681,16 +667,15 @@ class QemuMachine:
         with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user else "")):
             try:
                 retry(check_active, timeout)
-            except RequestedAssertionFailed as error:
-                if str(error).startswith(f"{self.name}: unit"):
-                    raise
+            except UnitFailed:
+                raise
+            except RequestedAssertionFailed:  # the timeout, or systemctl show itself failing
                 raise fail("did not become active") from None
 
     # -- waits -----------------------------------------------------------------------------
 
     def _wait(self, description: str, command: str, want_success: bool, timeout: Timeout) -> None:
-        started = time.monotonic()
-        limit = to_seconds(timeout)
+        deadline = Deadline.of(timeout)
         last_output = ""
 
         def check(_last_try: bool) -> bool:
@@ -699,20 +684,19 @@ class QemuMachine:
             # for up to WAIT_SLICE_SECONDS per execute: each execute costs the guest several
             # process starts (shell, timeout, base64), a real share of a TCG guest's CPU when
             # the wait lasts minutes beside the work it waits for.
-            attempts = max(1, min(WAIT_SLICE_SECONDS, int(limit - (time.monotonic() - started))))
-            status, last_output = self.execute(guest_wait_loop(command, want_success, attempts),
+            attempts = max(1, min(WAIT_SLICE_SECONDS, int(deadline.limit - deadline.elapsed())))
+            status, last_output = self.execute(once_a_second(command, want_success, attempts),
                                                timeout=attempts + 10)
             return status == 0
 
+        def timed_out_waiting(_: WaitTimedOut) -> RequestedAssertionFailed:
+            return RequestedAssertionFailed(
+                timed_out(self.name, description, deadline.elapsed(), deadline.limit)
+                + (f"; last output: {last_output[-500:]!r}" if last_output else "")
+            )
+
         with self.nested(f"waiting for {description}"):
-            try:
-                retry(check, timeout)
-            except RequestedAssertionFailed:
-                raise RequestedAssertionFailed(
-                    f"{self.name}: timed out waiting for {description} after "
-                    f"{format_seconds(time.monotonic() - started)} (timeout {format_seconds(to_seconds(timeout))})"
-                    + (f"; last output: {last_output[-500:]!r}" if last_output else "")
-                ) from None
+            retry_or_raise(check, timeout, timed_out_waiting)
 
     def wait_for_file(self, filename: str, timeout: Timeout = 900) -> None:
         """Wait until ``filename`` exists in the guest (``test -e``, unquoted like upstream)."""
@@ -785,13 +769,13 @@ class QemuMachine:
             last = self.get_tty_text(tty)
             return bool(pattern.search(last))
 
+        def never_matched(_: WaitTimedOut) -> RequestedAssertionFailed:
+            return RequestedAssertionFailed(
+                f"{self.name}: tty{tty} never matched {regexp!r}; last text: {last[-500:]!r}"
+            )
+
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
-            try:
-                retry(tty_matches, timeout)
-            except RequestedAssertionFailed:
-                raise RequestedAssertionFailed(
-                    f"{self.name}: tty{tty} never matched {regexp!r}; last text: {last[-500:]!r}"
-                ) from None
+            retry_or_raise(tty_matches, timeout, never_matched)
 
     def shell_interact(self, address: str | None = None) -> None:
         """Attach the terminal (or ``address``, a socat address) to the guest's root shell."""

@@ -8,8 +8,8 @@ from typing import Any
 
 from vmtest.errors import PollingConditionError, RequestedAssertionFailed
 from vmtest.runtime.logger import AbstractLogger
-from vmtest.runtime.retry import retry
 from vmtest.timeouts import Timeout
+from vmtest.waiting import retry
 
 
 class PollingCondition:

@@ -27,9 +27,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmtest import health, logs
+from vmtest import logs
 from vmtest.machine_api import Machine, driver_timeout, run
 from vmtest.report import Report
+from vmtest.units import (
+    accelerator_from_virt,
+    detect_virt,
+    failed_units,
+    observe_units,
+    parse_properties,
+    show_command,
+    unit_diagnostics,
+)
+from vmtest.waiting import Deadline, poll
 
 # Files the user environment manages, relative to the home directory, and their exact
 # content: the same files on NixOS (Home Manager) and on the Debian twin (machines/dotfiles).
@@ -115,8 +125,7 @@ def boot_budget(profile: VmProfile, accelerator: str, arch: str) -> float:
 
 def accelerator_of(machine: Machine) -> str:
     """``kvm`` or ``tcg`` as the guest sees it (``systemd-detect-virt``: qemu means TCG)."""
-    _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
-    return health.accelerator_from_virt(virt.strip(), "none")
+    return accelerator_from_virt(detect_virt(machine), "none")
 
 
 @dataclass
@@ -135,9 +144,9 @@ def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) ->
     architecture seen, or the boot time against its budget.
     """
     machine.wait_for_unit("multi-user.target", timeout=driver_timeout(machine, timeout))
-    failed = health.failed_units(machine)
+    failed = failed_units(machine)
     if failed:
-        diagnostics = "\n".join(health.unit_diagnostics(machine, unit, journal_lines=15) for unit in failed[:3])
+        diagnostics = "\n".join(unit_diagnostics(machine, unit, journal_lines=15) for unit in failed[:3])
         raise _fail(machine, "systemctl --failed", f"{len(failed)} failed unit(s): {', '.join(failed)}\n{diagnostics}")
     arch = machine.succeed("uname -m").strip()
     if profile.arch is not None and arch != profile.arch:
@@ -156,11 +165,11 @@ def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) ->
 
 def check_services_active(machine: Machine, services: Iterable[str]) -> None:
     """Each service is active; raises ValidationFailed with its state and diagnostics otherwise."""
-    for unit in health.observe_units(machine, list(services)):
+    for unit in observe_units(machine, list(services)):
         if unit.properties.get("ActiveState") != "active":
             raise _fail(machine, f"service {unit.unit}",
                         f"is {unit.state} (result {unit.result or '?'}), expected active\n"
-                        f"{health.unit_diagnostics(machine, unit.unit, journal_lines=15)}")
+                        f"{unit_diagnostics(machine, unit.unit, journal_lines=15)}")
 
 
 def check_user_groups(machine: Machine, user: str, groups: Iterable[str]) -> None:
@@ -198,17 +207,16 @@ def check_user_environment(machine: Machine, profile: VmProfile) -> dict[str, st
 
     Raises ValidationFailed naming the unit's result or the file and what differs.
     """
-    unit = shlex.quote(profile.activation_unit)
-    _, shown = machine.execute(
-        f"systemctl show --no-pager -p LoadState,Result,ExecMainStatus,ExecMainStartTimestampMonotonic {unit}")
-    properties = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    _, shown = machine.execute(show_command(
+        [profile.activation_unit], ["LoadState", "Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic"]))
+    properties = parse_properties(shown)
     ran = properties.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
     succeeded = properties.get("Result") == "success" and properties.get("ExecMainStatus") == "0"
     if properties.get("LoadState") != "loaded" or not ran or not succeeded:
         raise _fail(machine, f"user environment ({profile.activation_unit})",
                     f"load state {properties.get('LoadState')}, ran: {ran}, result {properties.get('Result')}, "
                     f"exit status {properties.get('ExecMainStatus')}\n"
-                    f"{health.unit_diagnostics(machine, profile.activation_unit, journal_lines=15)}")
+                    f"{unit_diagnostics(machine, profile.activation_unit, journal_lines=15)}")
     home = machine.succeed(f"getent passwd {shlex.quote(profile.user)} | cut -d: -f6").strip()
     targets: dict[str, str] = {}
     for relative, expected in profile.managed_files.items():
@@ -267,16 +275,19 @@ def wait_for_ssh_login(client: Machine, server: Machine, user: str, key: str, *,
 
     Raises ValidationFailed with ssh's last error when it never works.
     """
-    started = time.monotonic()
+    deadline = Deadline(timeout)
     last = ""
-    while time.monotonic() - started < timeout:
+
+    def logged_in(_last_try: bool) -> bool:
+        nonlocal last
         status, output = client.execute(f"{ssh_command(key, user, server.name, 'id -un')} 2>&1")
-        if status == 0 and output.strip() == user:
-            uptime = float(server.succeed("cut -d' ' -f1 /proc/uptime").strip())
-            return SshFacts(round(time.monotonic() - started, 2), round(uptime, 2))
         last = f"exit {status}: {output.strip()[-400:]}"
-        time.sleep(1)
-    raise _fail(client, f"ssh {user}@{server.name}", f"no key login after {timeout:.0f} s; last attempt: {last}")
+        return status == 0 and output.strip() == user
+
+    if not poll(logged_in, deadline, last_try=False):
+        raise _fail(client, f"ssh {user}@{server.name}", f"no key login after {timeout:.0f} s; last attempt: {last}")
+    uptime = float(server.succeed("cut -d' ' -f1 /proc/uptime").strip())
+    return SshFacts(round(deadline.elapsed(), 2), round(uptime, 2))
 
 
 DEV_SCRIPT = r"""set -eu
