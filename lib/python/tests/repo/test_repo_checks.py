@@ -89,3 +89,10 @@ def test_a_broken_workflow_is_found(copy: Path) -> None:
     problems = repo_checks.workflow_problems(copy)
     assert any("broken.yml: job 'a' needs runs-on and steps" in p for p in problems)
     assert any("notyaml.yml: not YAML" in p for p in problems)
+
+
+def test_the_validation_profile_expects_the_managed_dotfiles() -> None:
+    from vmtest.suites import vm_validation as vv
+
+    # The Debian twin installs machines/dotfiles; the suite's default profile must expect exactly them.
+    assert vv.DEFAULT_MANAGED_FILES[vv.GIT_CONFIG] == (REPO / "machines/dotfiles/git/config").read_text()

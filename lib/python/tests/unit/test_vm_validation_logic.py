@@ -67,3 +67,11 @@ def test_ci_report_merges_runs_and_names_failures(tmp_path: Path) -> None:
 def test_ci_report_refuses_an_empty_job(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="did any suite run"):
         ci_report.merge(tmp_path)
+
+
+def test_git_identity_comes_from_the_managed_git_config() -> None:
+    assert vv.git_identity(vv.VmProfile()) == "Baleen <baleen@vm.invalid>"
+    other = vv.VmProfile(managed_files={vv.GIT_CONFIG: "[user]\n\tname = Ada L\n\temail = ada@example.invalid\n"})
+    assert vv.git_identity(other) == "Ada L <ada@example.invalid>"
+    with pytest.raises(ValueError, match="names no"):
+        vv.git_identity(vv.VmProfile(managed_files={".vimrc": "set number\n"}))

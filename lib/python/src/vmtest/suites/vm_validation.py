@@ -290,6 +290,27 @@ def wait_for_ssh_login(client: Machine, server: Machine, user: str, key: str, *,
     return SshFacts(round(deadline.elapsed(), 2), round(uptime, 2))
 
 
+GIT_CONFIG = ".config/git/config"
+
+
+def git_identity(profile: VmProfile) -> str:
+    """``Name <email>`` from the ``[user]`` section of the profile's managed git config.
+
+    Raises ValueError when the profile manages no git config or it names no user.
+    """
+    section, user = "", {}
+    for line in profile.managed_files.get(GIT_CONFIG, "").splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip().lower()
+        elif section == "user" and "=" in line:
+            key, _, value = line.partition("=")
+            user[key.strip().lower()] = value.strip()
+    if "name" not in user or "email" not in user:
+        raise ValueError(f"the profile's {GIT_CONFIG} names no [user] name and email")
+    return f"{user['name']} <{user['email']}>"
+
+
 DEV_SCRIPT = r"""set -eu
 for tool in {tools}; do command -v "$tool" >/dev/null || missing="${{missing:-}} $tool"; done
 if [ -n "${{missing:-}}" ]; then echo "missing tools:$missing"; exit 3; fi
@@ -318,7 +339,7 @@ def check_dev_tools_over_ssh(client: Machine, host: str, profile: VmProfile, key
     lines = output.strip().splitlines()
     if status == 3 and lines and lines[-1].startswith("missing tools:"):
         raise _fail(client, f"dev tools on {host}", f"{lines[-1]} (for {profile.user}, over ssh)")
-    expected = ["hello from gcc", "commit by Baleen <baleen@vm.invalid>"]
+    expected = ["hello from gcc", f"commit by {git_identity(profile)}"]
     if status != 0 or lines[-2:] != expected:
         raise _fail(client, f"dev tools on {host}", f"expected {expected} as the last lines; exit {status}, "
                                                     f"output: {output.strip()[-1200:]!r}")
