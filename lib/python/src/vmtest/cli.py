@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         with driver:
             try:
                 if args.interactive:
-                    from vmtest.runtime.interactive import interact
+                    from vmtest.runtime.repl import interact
                     interact(driver)
                 else:
                     driver.run_tests()
