@@ -23,9 +23,23 @@ redactor.add(
 )
 
 
+def alicia_server_sources(unit: str = "alicia.service") -> list[logs.LogSource]:
+    """Seed 000's server layout: backend journal (JSON and text), PostgreSQL, nginx, system errors."""
+    return [
+        logs.journal_json("backend.jsonl", unit),
+        logs.journal("backend-stderr.log", unit),
+        # Debian's pg_ctlcluster logs to files; postgres run by systemd (NixOS) to the journal.
+        logs.command("postgresql.log",
+                     "cat /var/log/postgresql/*.log 2>/dev/null; journalctl --no-pager -o short-iso -u 'postgresql*'"),
+        logs.file("nginx-access.log", "/var/log/nginx/access.log"),
+        logs.file("nginx-error.log", "/var/log/nginx/error.log"),
+        *logs.standard_sources(),
+    ]
+
+
 def collect_artifacts() -> None:
     for machine, sources, dest in (
-        (server, logs.alicia_server_sources(), "logs"),  # noqa: F821
+        (server, alicia_server_sources(), "logs"),  # noqa: F821
         (client, logs.standard_sources(), "logs/client"),  # noqa: F821
     ):
         logs.collect_logs(machine, sources, dest=dest, redactor=redactor)

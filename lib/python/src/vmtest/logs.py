@@ -6,9 +6,11 @@ transfer, redacted on the host, and only then written under
 ``<out_dir>/<dest>/``; files over 10 MB are stored gzip-compressed. Paths are
 relative to the driver's output directory, so under Nix they land in ``$out``.
 
-Seed 000's layout for the Alicia server::
+An application names its own sources from these types (the Alicia e2e suite's are
+in ``e2e-test/test_script.py``)::
 
-    logs.collect_logs(server, logs.alicia_server_sources(), dest="logs", redactor=redactor)
+    sources = [logs.journal_json("backend.jsonl", "app.service"), *logs.standard_sources()]
+    logs.collect_logs(server, sources, dest="logs", redactor=redactor)
 """
 
 from __future__ import annotations
@@ -120,20 +122,6 @@ def standard_sources() -> list[LogSource]:
         command("systemctl-failed.txt", "systemctl --failed --no-pager --full"),
         command("system-errors.log", "journalctl --no-pager -b --priority=err"),
         command("dmesg.log", "dmesg --ctime 2>/dev/null || dmesg"),
-    ]
-
-
-def alicia_server_sources(unit: str = "alicia.service") -> list[LogSource]:
-    """Seed 000's server layout: backend journal (JSON and text), PostgreSQL, nginx, system errors."""
-    return [
-        journal_json("backend.jsonl", unit),
-        journal("backend-stderr.log", unit),
-        # Debian's pg_ctlcluster logs to files; postgres run by systemd (NixOS) to the journal.
-        LogSource("postgresql.log", "command",
-                  "cat /var/log/postgresql/*.log 2>/dev/null; journalctl --no-pager -o short-iso -u 'postgresql*'"),
-        file("nginx-access.log", "/var/log/nginx/access.log"),
-        file("nginx-error.log", "/var/log/nginx/error.log"),
-        *standard_sources(),
     ]
 
 
