@@ -11,7 +11,7 @@ from vmtest import health, logs, migrations
 from vmtest.machine_api import copy_from_machine
 from vmtest.report import Report
 
-out = Path(driver.out_dir)  # noqa: F821 - the driver's namespace
+out = Path(driver.out_dir)  # the driver's namespace
 CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"]
 MOCKS = {"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880}  # unit: port
 HEALTHY = {"status": "ok", "database": "ok"}
@@ -39,8 +39,8 @@ def alicia_server_sources(unit: str = "alicia.service") -> list[logs.LogSource]:
 
 def collect_artifacts() -> None:
     for machine, sources, dest in (
-        (server, alicia_server_sources(), "logs"),  # noqa: F821
-        (client, logs.standard_sources(), "logs/client"),  # noqa: F821
+        (server, alicia_server_sources(), "logs"),
+        (client, logs.standard_sources(), "logs/client"),
     ):
         logs.collect_logs(machine, sources, dest=dest, redactor=redactor)
         try:
@@ -54,55 +54,55 @@ try:
     # machines.toml) until its first command: on 2 cores under TCG an equal second guest would
     # double the time to a healthy server, while the server's chain (PostgreSQL, psql, Python
     # imports) mostly keeps one core busy and leaves the other to the client.
-    server.start()  # noqa: F821
-    client.start()  # noqa: F821
+    server.start()
+    client.start()
 
-    with report.step("server stack comes up in order", subtest):  # noqa: F821
-        chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)  # noqa: F821
+    with report.step("server stack comes up in order", subtest):
+        chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)
         report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
         report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
-        redactor.add_env_file(server, "/etc/alicia/env")  # noqa: F821
+        redactor.add_env_file(server, "/etc/alicia/env")
 
-    with report.step("backend health, from the server", subtest):  # noqa: F821
-        backend = health.wait_for_http(server, "http://127.0.0.1:8888/health", json_subset=HEALTHY)  # noqa: F821
+    with report.step("backend health, from the server", subtest):
+        backend = health.wait_for_http(server, "http://127.0.0.1:8888/health", json_subset=HEALTHY)
         report.observe("health_backend", {"status": backend.status, "body": backend.json()})
 
     # Before the client is needed: it boots meanwhile. The migrate unit is re-run alone; the
     # backend keeps serving.
-    with report.step("migrations applied, reversible and idempotent", subtest):  # noqa: F821
+    with report.step("migrations applied, reversible and idempotent", subtest):
         report.observe("migrations", migrations.check_migrations(
-            server, database="alicia", directory="/etc/alicia/migrations",  # noqa: F821
+            server, database="alicia", directory="/etc/alicia/migrations",
             required_extensions=("vector", "pgcrypto"), migrate_unit="alicia-migrate.service",
         ))
 
-    with report.step("health through nginx, from the client", subtest):  # noqa: F821
-        client.wait_for_unit("multi-user.target")  # noqa: F821
+    with report.step("health through nginx, from the client", subtest):
+        client.wait_for_unit("multi-user.target")
         proxied = health.wait_for_http(
-            client, "http://server/health", json_subset=HEALTHY,  # noqa: F821
+            client, "http://server/health", json_subset=HEALTHY,
             headers={"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"},
         )
         report.observe("health_proxied", {"status": proxied.status, "body": proxied.json()})
 
-    with report.step("browser smoke tests (Playwright on the client)", subtest):  # noqa: F821
+    with report.step("browser smoke tests (Playwright on the client)", subtest):
         for unit, port in MOCKS.items():
-            server.wait_for_unit(unit)  # noqa: F821
-            server.wait_for_open_port(port)  # noqa: F821 - they start after the stack, and import for seconds
+            server.wait_for_unit(unit)
+            server.wait_for_open_port(port)  # they start after the stack, and import for seconds
         # The e2e-browser-tests unit, declared by both twins with what it needs on PATH. A
         # oneshot: `systemctl start` returns when the run ends, at once if it cannot start.
         # Its output also goes to the journal, which the test VMs forward to the serial console.
-        client.execute("systemctl start e2e-browser-tests.service", timeout=1800)  # noqa: F821
-        status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()  # noqa: F821
+        client.execute("systemctl start e2e-browser-tests.service", timeout=1800)
+        status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()
         if not status_text.isdigit():
-            journal = client.execute(  # noqa: F821
+            journal = client.execute(
                 "systemctl status --no-pager e2e-browser-tests.service; "
                 "journalctl --no-pager -n 40 -u e2e-browser-tests.service")[1]
             raise AssertionError(f"the browser tests wrote no exit status ({status_text!r}); the unit:\n{journal}")
         status = int(status_text)
-        copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")  # noqa: F821
-        client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")  # noqa: F821
-        copy_from_machine(client, "/tmp/e2e/screenshots/browser", "screenshots")  # noqa: F821
-        copy_from_machine(client, "/tmp/e2e/test-results", "")  # noqa: F821
-        copy_from_machine(client, "/tmp/e2e/pytest.log", "logs/client")  # noqa: F821
+        copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")
+        client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")
+        copy_from_machine(client, "/tmp/e2e/screenshots/browser", "screenshots")
+        copy_from_machine(client, "/tmp/e2e/test-results", "")
+        copy_from_machine(client, "/tmp/e2e/pytest.log", "logs/client")
         browser_cases = report.add_junit_file(out / "junit-browser.xml", "browser")
         report.observe("browser_tests", {"exit_status": status, "cases": len(browser_cases),
                                          "failed": [case.name for case in browser_cases if not case.passed]})
@@ -110,7 +110,7 @@ try:
             failed = [f"{case.name}: {case.message}" for case in browser_cases if not case.passed]
             raise AssertionError(f"browser tests failed (exit {status}):\n" + "\n".join(failed))
 finally:
-    for machine, units in ((server, CHAIN + list(MOCKS)), (client, [])):  # noqa: F821
+    for machine, units in ((server, CHAIN + list(MOCKS)), (client, [])):
         try:
             report.observe_machine(machine, units)
         except Exception as error:  # observing must never hide the test's own failure

@@ -10,12 +10,12 @@ from vmtest.suites import vm_validation as vv
 
 # The Nix check prepends EXPECTED_ARCH; the portable runtime's make targets set the variable.
 expected_arch = globals().get("EXPECTED_ARCH") or os.environ.get("VMTEST_EXPECT_ARCH") or None
-vm.start()  # noqa: F821 - the driver's namespace
-profile = vv.profile_for(vm, arch=expected_arch)  # noqa: F821
+vm.start()  # the driver's namespace
+profile = vv.profile_for(vm, arch=expected_arch)
 vv.run_suite(
     "boot",
-    [("reaches multi-user.target, no failed unit, arch and boot time", lambda: vv.check_boot(vm, profile))],  # noqa: F821
-    [vm],  # noqa: F821
-    driver.out_dir,  # noqa: F821
-    subtest,  # noqa: F821
+    [("reaches multi-user.target, no failed unit, arch and boot time", lambda: vv.check_boot(vm, profile))],
+    [vm],
+    driver.out_dir,
+    subtest,
 )

@@ -8,13 +8,13 @@
 from vmtest.suites import vm_validation as vv
 
 KEY = "/etc/vmtest/test_ed25519"  # on peer; its public half is in the user's authorized_keys
-start_all()  # noqa: F821 - the driver's namespace
-profile = vv.profile_for(vm)  # noqa: F821
+start_all()  # the driver's namespace
+profile = vv.profile_for(vm)
 
 
 def both_up() -> None:
-    vm.wait_for_unit("multi-user.target")  # noqa: F821
-    peer.wait_for_unit("multi-user.target")  # noqa: F821
+    vm.wait_for_unit("multi-user.target")
+    peer.wait_for_unit("multi-user.target")
 
 
 vv.run_suite(
@@ -22,12 +22,12 @@ vv.run_suite(
     [
         ("both machines are up", both_up),
         ("peers resolve each other",
-         lambda: {**vv.check_name_resolution(peer, [vm.name]), **vv.check_name_resolution(vm, [peer.name])}),  # noqa: F821
-        ("ssh key login as the user", lambda: vv.wait_for_ssh_login(peer, vm, profile.user, KEY)),  # noqa: F821
-        ("dev tools over ssh: make, gcc, git", lambda: vv.check_dev_tools_over_ssh(peer, vm.name, profile, KEY)),  # noqa: F821
-        ("no route off this machine", lambda: vv.check_no_internet(vm)),  # noqa: F821
+         lambda: {**vv.check_name_resolution(peer, [vm.name]), **vv.check_name_resolution(vm, [peer.name])}),
+        ("ssh key login as the user", lambda: vv.wait_for_ssh_login(peer, vm, profile.user, KEY)),
+        ("dev tools over ssh: make, gcc, git", lambda: vv.check_dev_tools_over_ssh(peer, vm.name, profile, KEY)),
+        ("no route off this machine", lambda: vv.check_no_internet(vm)),
     ],
-    [vm, peer],  # noqa: F821
-    driver.out_dir,  # noqa: F821
-    subtest,  # noqa: F821
+    [vm, peer],
+    driver.out_dir,
+    subtest,
 )
