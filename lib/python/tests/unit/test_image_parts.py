@@ -12,7 +12,8 @@ from vmtest.errors import ImageBuildError
 from vmtest.image import configure
 from vmtest.image.initramfs import module_load_order, write_cpio
 from vmtest.image.recipe import load_recipe
-from vmtest.runtime.machine import _clean_monitor_answer, _ppm_to_png
+from vmtest.runtime.monitor import clean_monitor_answer as _clean_monitor_answer
+from vmtest.runtime.monitor import ppm_to_png as _ppm_to_png
 
 
 def test_modules_load_dependencies_first_and_skip_builtins(tmp_path: Path) -> None:
