@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.accel import select_accelerator
-from vmtest.cli import prepare_machines
 from vmtest.image.builder import build_image
 from vmtest.image.recipe import load_recipe
+from vmtest.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
 from vmtest.runtime.logger import CompositeLogger
-from vmtest.runtime.machine import MARKER, QemuMachine
+from vmtest.runtime.machine import QemuMachine
 from vmtest.runtime.qemu import MachineConfig, write_start_script
+from vmtest.runtime.spec import prepare_machines
 
 Record = dict[str, Any]
 
@@ -80,19 +81,15 @@ class RawHarness:
         return time.monotonic() - self.started
 
     def _block(self) -> bytes:
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = self.shell.recv(1 << 20)
-            if not chunk:
-                raise RuntimeError("raw QEMU shell closed")
-            data += chunk
-        return data
+        block = read_line_block(self.shell)
+        if block is None:
+            raise RuntimeError("raw QEMU shell closed")
+        return block
 
     def execute(self, command: str) -> tuple[int, str]:
-        line = f"timeout 900 bash -c {shlex.quote('set -euo pipefail; ' + command)} | (base64 -w 0; echo)\n"
-        self.shell.sendall(line.encode())
+        self.shell.sendall(command_line(command, 900))
         output = base64.b64decode(self._block()).decode()
-        self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
+        self.shell.sendall(STATUS_REQUEST)
         return int(self._block().strip()), output
 
     def stop(self) -> None:
@@ -267,8 +264,7 @@ def _readiness_trial(machine: QemuMachine, trial: int, wait: Callable[[], object
     """Seconds from the service being ready (its console line) to ``wait`` returning."""
     machine.succeed("systemctl stop healthsvc.service")
     # Earlier readiness lines (boot, previous trials) are still queued: drop them first.
-    while not machine._console_queue.empty():
-        machine._console_queue.get_nowait()
+    machine.drain_console_queue()
     ready_at: list[float] = []
 
     def watch_console() -> None:

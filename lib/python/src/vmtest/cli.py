@@ -19,8 +19,7 @@ from vmtest.image.builder import build_image
 from vmtest.image.recipe import Recipe, load_recipe
 from vmtest.runtime.driver import Driver, script_traceback
 from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.runtime.qemu import MachineConfig
-from vmtest.runtime.spec import MachineSpec, parse_machine_specs
+from vmtest.runtime.spec import configure_machines, parse_machine_specs
 from vmtest.timeouts import format_seconds
 
 EXIT_FAILED = 1
@@ -38,24 +37,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _error(message: str) -> None:
     print(f"vmtest: {message}", file=sys.stderr)
-
-
-def prepare_machines(values: list[str]) -> list[MachineConfig]:
-    """Build (or fetch from the cache) every machine's image and pick its accelerator."""
-    return configure_machines(parse_machine_specs(values))
-
-
-def configure_machines(specs: list[MachineSpec]) -> list[MachineConfig]:
-    """Build (or fetch from the cache) the image of every parsed machine and pick its accelerator."""
-    configs = []
-    for number, spec in enumerate(sorted(specs, key=lambda s: s.name), 1):
-        image = build_image(spec.recipe)
-        accelerator = select_accelerator(spec.recipe.machine_arch)
-        configs.append(MachineConfig(
-            name=spec.name, image=image, accelerator=accelerator, number=number,
-            vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores, boot_nice=spec.boot_nice,
-        ))
-    return configs
 
 
 def _read_scripts(paths: list[str]) -> list[tuple[Path, str]] | None:

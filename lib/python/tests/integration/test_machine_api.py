@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.cli import prepare_machines
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.runtime.driver import Driver
 from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.runtime.machine import QemuMachine
+from vmtest.runtime.spec import prepare_machines
 
 from ..conftest import RECIPES
 

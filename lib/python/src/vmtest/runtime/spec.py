@@ -14,8 +14,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmtest.accel import select_accelerator
 from vmtest.errors import RecipeError
+from vmtest.image.builder import build_image
 from vmtest.image.recipe import Recipe, load_recipe
+from vmtest.runtime.qemu import MachineConfig
 
 _MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -97,3 +100,21 @@ def _head(path: Path) -> str:
         return path.read_text()[:4096]
     except OSError:
         raise RecipeError(f"--machines: {path}: file not found") from None
+
+
+def prepare_machines(values: list[str]) -> list[MachineConfig]:
+    """Build (or fetch from the cache) every machine's image and pick its accelerator."""
+    return configure_machines(parse_machine_specs(values))
+
+
+def configure_machines(specs: list[MachineSpec]) -> list[MachineConfig]:
+    """Build (or fetch from the cache) the image of every parsed machine and pick its accelerator."""
+    configs = []
+    for number, spec in enumerate(sorted(specs, key=lambda s: s.name), 1):
+        image = build_image(spec.recipe)
+        accelerator = select_accelerator(spec.recipe.machine_arch)
+        configs.append(MachineConfig(
+            name=spec.name, image=image, accelerator=accelerator, number=number,
+            vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores, boot_nice=spec.boot_nice,
+        ))
+    return configs
