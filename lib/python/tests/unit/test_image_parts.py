@@ -9,7 +9,7 @@ import pytest
 
 from vmtest.accel import select_accelerator
 from vmtest.errors import ImageBuildError
-from vmtest.image import configure
+from vmtest.image import foreign
 from vmtest.image.initramfs import module_load_order, write_cpio
 from vmtest.image.recipe import load_recipe
 from vmtest.runtime.monitor import clean_monitor_answer as _clean_monitor_answer
@@ -98,7 +98,7 @@ def test_recorded_helper_calls_are_replayed_natively(tmp_path: Path) -> None:
     recipe_path = tmp_path / "r.toml"
     recipe_path.write_text('suite = "trixie"\narch = "arm64"\n')
     recipe = load_recipe(recipe_path)
-    calls = root / configure.HELPER_CALLS
+    calls = root / foreign.HELPER_CALLS
     calls.parent.mkdir(parents=True)
     calls.write_text(
         "deb-systemd-helper unmask ssh.service\n"
@@ -110,9 +110,9 @@ def test_recorded_helper_calls_are_replayed_natively(tmp_path: Path) -> None:
         "deb-systemd-invoke start ssh.service\n"
         "invoke-rc.d ssh start\n"
     )
-    assert configure.recorded_unit_enables(calls.read_text()) == (
+    assert foreign.recorded_unit_enables(calls.read_text()) == (
         ["ssh.service", "static.service", "off.service"], ["agent.socket"])
-    configure.replay_recorded_helpers(root, recipe)
+    foreign.replay_recorded_helpers(root, recipe)
     etc = root / "etc/systemd"
     assert (etc / "system/multi-user.target.wants/ssh.service").is_symlink()
     assert (etc / "system/sshd.service").is_symlink()
@@ -132,7 +132,7 @@ def test_hwdb_is_compiled_natively_and_answers(tmp_path: Path) -> None:
     hwdb.mkdir(parents=True)
     # A vendor no real hwdb has: the answer can only come from the image's database.
     (hwdb / "20-test.hwdb").write_text("usb:vF00D*\n ID_VENDOR_FROM_DATABASE=vmtest test vendor\n")
-    configure.compile_hwdb(root, load_recipe(recipe_path))
+    foreign.compile_hwdb(root, load_recipe(recipe_path))
     query = subprocess.run(["systemd-hwdb", f"--root={root}", "query", "usb:vF00Dp0001"],
                            capture_output=True, text=True, check=True)
     assert "ID_VENDOR_FROM_DATABASE=vmtest test vendor" in query.stdout
@@ -140,12 +140,12 @@ def test_hwdb_is_compiled_natively_and_answers(tmp_path: Path) -> None:
 
 def test_helper_shadows_record_and_answer_as_on_a_first_install(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    configure.install_helper_shadows(root)
+    foreign.install_helper_shadows(root)
     shadow = root / "usr/local/bin/deb-systemd-helper"
     calls = tmp_path / "calls"
     # The shadow writes to the image's /var/lib; run it here against a file of the test's own.
     script = tmp_path / "dsh"
-    script.write_text(shadow.read_text().replace(f"/{configure.HELPER_CALLS}", str(calls)))
+    script.write_text(shadow.read_text().replace(f"/{foreign.HELPER_CALLS}", str(calls)))
 
     def status(*args: str) -> int:
         return subprocess.run(["sh", str(script), *args], check=False).returncode
@@ -154,5 +154,5 @@ def test_helper_shadows_record_and_answer_as_on_a_first_install(tmp_path: Path) 
     assert status("debian-installed", "ssh.socket") == 1
     assert status("enable", "ssh.service") == 0
     assert calls.read_text().splitlines()[-1] == "deb-systemd-helper enable ssh.service"
-    configure.remove_helper_shadows(root)
+    foreign.remove_helper_shadows(root)
     assert not shadow.exists() and not (root / "usr/local/sbin/invoke-rc.d").exists()

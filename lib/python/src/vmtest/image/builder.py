@@ -24,9 +24,9 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.configure import CHROOT_PATH, DOC_EXCLUDES
 from vmtest.image.initramfs import build_initramfs
 from vmtest.image.recipe import Recipe
+from vmtest.image.steps import CHROOT_PATH, DOC_EXCLUDES
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")

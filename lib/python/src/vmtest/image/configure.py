@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +20,11 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
+from vmtest.image.foreign import install_helper_shadows, install_packages_natively_unpacked
 from vmtest.image.recipe import Recipe, load_recipe
+from vmtest.image.steps import apt_config, apt_env, run, step_done
 
 SERIAL_DEVICE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}
-DOC_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*")
 KERNEL_PACKAGE = {"amd64": "linux-image-amd64", "arm64": "linux-image-arm64"}
 # Timers and services that only cost boot time in a throw-away test VM.
 NOISY_UNITS = (
@@ -53,202 +53,12 @@ def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
     target.chmod(mode)
 
 
-def _run(recipe: Recipe, item: str, argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ImageBuildError(
-            f"recipe {recipe.path}: {item}: `{' '.join(argv)}` failed "
-            f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()[-2000:]}"
-        )
-
-
 def _mask(root: Path, unit: str) -> None:
     link = root / "etc/systemd/system" / unit
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.exists() or link.is_symlink():
         link.unlink()
     link.symlink_to("/dev/null")
-
-
-def install_packages_natively_unpacked(root: Path, recipe: Recipe, packages: list[str]) -> None:
-    """Install ``packages`` into a foreign-architecture image with as little emulation as possible.
-
-    apt resolves and downloads on the host; the host's dpkg unpacks (native
-    decompression, the bulk of the work); only maintainer scripts run under
-    qemu-user, with Python's byte-compilation skipped (Python compiles on
-    first import instead): stock, those two steps make an arm64 build several
-    times slower.
-    """
-    env = {**os.environ, "APT_CONFIG": _apt_config(recipe)}
-    started = time.monotonic()
-    download = subprocess.run(
-        ["apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends", *packages],
-        env=env, capture_output=True, text=True, check=False,
-    )
-    if download.returncode != 0:
-        unknown = re.findall(r"Unable to locate package (\S+)", download.stdout + download.stderr)
-        if unknown:
-            raise ImageBuildError(
-                f"recipe {recipe.path}: packages: {', '.join(sorted(set(unknown)))}: "
-                f"no such package in Debian {recipe.suite}/{recipe.arch}"
-            )
-        problem = download.stderr.strip()[-1500:]
-        raise ImageBuildError(f"recipe {recipe.path}: apt could not resolve packages: {problem}")
-    archives = root / "var/cache/apt/archives"
-    debs = sorted(str(path) for path in archives.glob("*.deb"))
-    started = _step_done("packages: download", started)
-    if debs:
-        excludes = [f"--path-exclude={pattern}" for pattern in DOC_EXCLUDES]
-        _run(recipe, "packages (host unpack)", [
-            "dpkg", f"--root={root}", "--force-architecture", "--force-depends", "--force-unsafe-io",
-            *excludes, "--path-include=/usr/share/doc/*/copyright", "--unpack", *debs,
-        ])
-    started = _step_done(f"packages: host unpack of {len(debs)} debs", started)
-    stubbed = _stub_byte_compilers(root)
-    install_helper_shadows(root)  # the extract hook put them there already; this covers a direct run
-    try:
-        returncode, output = _run_into_build_log(
-            ["chroot", str(root), "dpkg", "--force-unsafe-io", "--configure", "-a"],
-            {"PATH": CHROOT_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"},
-        )
-    finally:
-        for original, aside in stubbed:
-            aside.replace(original)
-    if returncode != 0:
-        raise ImageBuildError(f"recipe {recipe.path}: configuring packages failed:\n{output.strip()[-2000:]}")
-    started = _step_done("packages: configure (emulated)", started)
-    replay_recorded_helpers(root, recipe)
-    _step_done("packages: service links and hwdb (native)", started)
-    for deb in debs:
-        Path(deb).unlink()
-
-
-# Maintainer-script helpers that cost seconds per call under emulation (Perl, systemctl's
-# big shared library) and whose effect the host reproduces natively. Shadows earlier in
-# PATH (/usr/local, which no package touches) only record their arguments, from the
-# essential set's installation on; replay_recorded_helpers then does the work natively.
-RECORDED_HELPERS = ("usr/local/bin/deb-systemd-helper", "usr/local/bin/deb-systemd-invoke",
-                    "usr/local/sbin/invoke-rc.d", "usr/local/bin/systemd-hwdb")
-HELPER_CALLS = "var/lib/vmtest-helper-calls"
-CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def install_helper_shadows(root: Path) -> None:
-    """Put the recording shadows of RECORDED_HELPERS into ``root`` (idempotent)."""
-    for relative in RECORDED_HELPERS:
-        shadow = root / relative
-        shadow.parent.mkdir(parents=True, exist_ok=True)
-        shadow.write_text(
-            f'#!/bin/sh\necho "{shadow.name} $*" >> /{HELPER_CALLS}\n'
-            # A fresh install as deb-systemd-helper sees it: no state files yet.
-            'for word in "$@"; do case "$word" in debian-installed|is-enabled) exit 1;; esac; done\n'
-            "exit 0\n"
-        )
-        shadow.chmod(0o755)
-
-
-def remove_helper_shadows(root: Path) -> None:
-    for relative in RECORDED_HELPERS:
-        (root / relative).unlink(missing_ok=True)
-
-
-def recorded_unit_enables(calls: str) -> tuple[list[str], list[str]]:
-    """The (system, user) units that recorded ``deb-systemd-helper enable`` calls asked for, in order."""
-    system: list[str] = []
-    user: list[str] = []
-    for line in calls.splitlines():
-        words = line.split()
-        if len(words) < 3 or words[0] != "deb-systemd-helper":
-            continue
-        options = [word for word in words[1:] if word.startswith("--")]
-        arguments = [word for word in words[1:] if not word.startswith("--")]
-        if arguments and arguments[0] == "enable":
-            target = user if "--user" in options else system
-            target.extend(unit for unit in arguments[1:] if unit not in target)
-    return system, user
-
-
-def replay_recorded_helpers(root: Path, recipe: Recipe) -> None:
-    """Do natively what the recorded helpers were asked: enable units (systemctl --root), compile hwdb.
-
-    ``invoke-rc.d``/``deb-systemd-invoke`` only start services, which an image
-    build never does (policy-rc.d denies it anyway): nothing to replay.
-    """
-    remove_helper_shadows(root)
-    calls_file = root / HELPER_CALLS
-    calls = calls_file.read_text() if calls_file.is_file() else ""
-    calls_file.unlink(missing_ok=True)
-    system, user = recorded_unit_enables(calls)
-    for scope, units in (("--system", system), ("--global", user)):
-        for unit in units:
-            # What deb-systemd-helper enable does on a first install, one unit at a time.
-            done = subprocess.run(
-                ["systemctl", f"--root={root}", scope, "--preset-mode=enable-only", "preset", unit],
-                capture_output=True, text=True, check=False,
-            )
-            if done.returncode != 0:
-                print(f"vmtest-step: warning: systemctl {scope} preset {unit}: {done.stderr.strip()}",
-                      file=sys.stderr, flush=True)
-    if any(line.startswith("systemd-hwdb ") for line in calls.splitlines()):
-        compile_hwdb(root, recipe)
-
-
-def compile_hwdb(root: Path, recipe: Recipe) -> None:
-    """Compile udev's hardware database with the host's systemd-hwdb (0.3 s; 40 s emulated).
-
-    The hwdb.bin format is the same across architectures and systemd versions
-    (a header records its sizes); without a host systemd-hwdb (package udev),
-    the image's own runs under emulation.
-    """
-    if shutil.which("systemd-hwdb"):
-        _run(recipe, "hwdb", ["systemd-hwdb", f"--root={root}", "--usr", "update"])
-    else:
-        print("vmtest-step: no systemd-hwdb on the host (apt-get install udev): compiling hwdb emulated",
-              file=sys.stderr, flush=True)
-        _run(recipe, "hwdb", ["chroot", str(root), "systemd-hwdb", "--usr", "update"])
-
-
-def _run_into_build_log(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv``, passing each output line on to the build log as it comes; returns (status, output).
-
-    The builder time-stamps the log's lines: "Setting up X" lines then show
-    which package's maintainer scripts take the time under emulation.
-    """
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace")
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        sys.stderr.write("  " + line)
-        sys.stderr.flush()
-    return process.wait(), "".join(lines)
-
-
-def _step_done(label: str, started: float) -> float:
-    now = time.monotonic()
-    print(f"vmtest-step: {label} took {now - started:.1f} s", file=sys.stderr, flush=True)
-    return now
-
-
-def _stub_byte_compilers(root: Path) -> list[tuple[Path, Path]]:
-    stubbed = []
-    candidates = [*root.glob("usr/lib/python3*/py_compile.py"), root / "usr/bin/py3compile"]
-    for original in candidates:
-        if original.is_file() and not original.is_symlink():
-            aside = original.with_name(original.name + ".vmtest-aside")
-            original.replace(aside)
-            original.write_text("import sys\nsys.exit(0)\n" if original.suffix == ".py" else "#!/bin/sh\nexit 0\n")
-            original.chmod(0o755)
-            stubbed.append((original, aside))
-    return stubbed
-
-
-def _apt_config(recipe: Recipe) -> str:
-    apt_config = os.environ.get("MMDEBSTRAP_APT_CONFIG")
-    if not apt_config:
-        raise ImageBuildError(f"recipe {recipe.path}: package installation must run as an mmdebstrap hook")
-    return apt_config
 
 
 def install_kernel(root: Path, recipe: Recipe) -> None:
@@ -259,11 +69,9 @@ def install_kernel(root: Path, recipe: Recipe) -> None:
     step of an arm64 build. Nothing in its maintainer scripts matters here: the
     initramfs is vmtest's own.
     """
-    apt_config = _apt_config(recipe)
-    env = {**os.environ, "APT_CONFIG": apt_config}
+    config = apt_config(recipe)
     meta = KERNEL_PACKAGE[recipe.arch]
-    depends = subprocess.run(["apt-cache", "depends", "--important", meta], env=env,
-                             capture_output=True, text=True, check=False)
+    depends = run(recipe, "kernel", ["apt-cache", "depends", "--important", meta], env=apt_env(recipe), check=False)
     versioned = [
         line.split(":", 1)[1].strip()
         for line in depends.stdout.splitlines()
@@ -272,13 +80,13 @@ def install_kernel(root: Path, recipe: Recipe) -> None:
     if depends.returncode != 0 or not versioned:
         raise ImageBuildError(f"recipe {recipe.path}: cannot resolve {meta}: {depends.stderr.strip()}")
     with tempfile.TemporaryDirectory(prefix="vmtest-kernel-") as download:
-        _run(recipe, "kernel", ["sh", "-c", f"cd {shlex.quote(download)} && APT_CONFIG={shlex.quote(apt_config)} "
+        run(recipe, "kernel", ["sh", "-c", f"cd {shlex.quote(download)} && APT_CONFIG={shlex.quote(config)} "
                                             f"apt-get download -q {shlex.quote(versioned[0])}"])
         for deb in Path(download).glob("*.deb"):
-            _run(recipe, "kernel", ["dpkg-deb", "-x", str(deb), str(root)])
+            run(recipe, "kernel", ["dpkg-deb", "-x", str(deb), str(root)])
     versions = [path.name for path in (root / "usr/lib/modules").iterdir() if path.is_dir()]
     for version in versions:
-        _run(recipe, "kernel", ["depmod", "-b", str(root), version])
+        run(recipe, "kernel", ["depmod", "-b", str(root), version])
 
 
 def install_test_instrumentation(root: Path, recipe: Recipe) -> None:
@@ -311,7 +119,7 @@ def install_test_instrumentation(root: Path, recipe: Recipe) -> None:
     _write(root, "/etc/hostname", "vmtest\n")
     for unit in ("serial-getty@hvc0.service", f"serial-getty@{serial}.service", *NOISY_UNITS):
         _mask(root, unit)
-    _run(recipe, "test instrumentation", ["usermod", "--root", str(root), "-p", "", "root"])
+    run(recipe, "test instrumentation", ["usermod", "--root", str(root), "-p", "", "root"])
 
 
 def add_groups_and_users(root: Path, recipe: Recipe) -> None:
@@ -319,15 +127,15 @@ def add_groups_and_users(root: Path, recipe: Recipe) -> None:
     existing = (root / "etc/group").read_text()
     for group in recipe.groups:
         if f"\n{group}:" not in f"\n{existing}":
-            _run(recipe, f"groups: {group}", ["groupadd", "--root", str(root), group])
+            run(recipe, f"groups: {group}", ["groupadd", "--root", str(root), group])
     for user in recipe.users:
         argv = ["useradd", "--root", str(root), "--create-home", "--shell", user.shell]
         if user.uid is not None:
             argv += ["--uid", str(user.uid)]
         if user.groups:
             argv += ["--groups", ",".join(user.groups)]
-        _run(recipe, f"users.{user.name}", [*argv, user.name])
-        _run(recipe, f"users.{user.name}", ["usermod", "--root", str(root), "-p", user.password_hash or "*", user.name])
+        run(recipe, f"users.{user.name}", [*argv, user.name])
+        run(recipe, f"users.{user.name}", ["usermod", "--root", str(root), "-p", user.password_hash or "*", user.name])
         if user.authorized_keys:
             home = root / "home" / user.name
             ssh = home / ".ssh"
@@ -394,8 +202,8 @@ def configure_units(root: Path, recipe: Recipe) -> None:
     for unit in recipe.mask:
         _mask(root, unit)
     units = ["backdoor.service", "vmtest-network.service", *recipe.enable]
-    _run(recipe, "enable", ["systemctl", f"--root={root}", "enable", *units])
-    _run(recipe, "default target", ["systemctl", f"--root={root}", "set-default", "multi-user.target"])
+    run(recipe, "enable", ["systemctl", f"--root={root}", "enable", *units])
+    run(recipe, "default target", ["systemctl", f"--root={root}", "set-default", "multi-user.target"])
 
 
 PIP_PLATFORMS = {
@@ -421,18 +229,17 @@ def install_pip_packages(root: Path, recipe: Recipe) -> None:
     wheels = root / "tmp/vmtest-wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     platforms = [arg for platform in PIP_PLATFORMS[recipe.arch] for arg in ("--platform", platform)]
-    download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheels), "--only-binary=:all:",
-         "--implementation", "cp", "--python-version", versions[-1], *platforms, *recipe.pip],
-        capture_output=True, text=True, check=False,
-    )
+    download = run(recipe, "pip", [
+        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheels), "--only-binary=:all:",
+        "--implementation", "cp", "--python-version", versions[-1], *platforms, *recipe.pip,
+    ], check=False)
     if download.returncode != 0:
         raise ImageBuildError(
             f"recipe {recipe.path}: pip: {' '.join(recipe.pip)}: cannot download wheels for Python "
             f"{versions[-1]} on {recipe.arch}: {download.stderr.strip()[-1500:]}"
         )
     try:
-        _run(recipe, "pip", ["chroot", str(root), "python3", "-m", "pip", "install", "--quiet", "--no-index",
+        run(recipe, "pip", ["chroot", str(root), "python3", "-m", "pip", "install", "--quiet", "--no-index",
                              "--find-links", "/tmp/vmtest-wheels", "--break-system-packages",
                              "--no-warn-script-location", *recipe.pip])
     finally:
@@ -459,11 +266,8 @@ def mark_up_to_date(root: Path) -> None:
 def run_setup(root: Path, recipe: Recipe) -> None:
     """Run the recipe's setup commands in the image (under emulation for foreign arches)."""
     for number, command in enumerate(recipe.setup, 1):
-        result = subprocess.run(
-            ["chroot", str(root), "/bin/sh", "-euc", command],
-            capture_output=True, text=True, check=False,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"},
-        )
+        result = run(recipe, f"setup[{number}]", ["chroot", str(root), "/bin/sh", "-euc", command],
+                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"}, check=False)
         if result.returncode != 0:
             raise ImageBuildError(
                 f"recipe {recipe.path}: setup[{number}] `{command}` failed (exit {result.returncode}):\n"
@@ -492,7 +296,7 @@ def configure(root: Path, recipe: Recipe, foreign_packages: list[str] | None = N
     for name, step in steps:
         started = time.monotonic()
         step()
-        _step_done(name, started)
+        step_done(name, started)
     # Test VMs have no name server: nothing in a test may depend on the outside.
     _write(root, "/etc/resolv.conf", "")
     # Leave no apt lists or caches in the image: they only cost disk and build time.
