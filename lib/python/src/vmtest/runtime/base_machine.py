@@ -39,14 +39,9 @@ class BaseMachine:
     shared_dir: Path
     logger: AbstractLogger
 
-    def execute(
-        self,
-        command: str,
-        check_return: bool = True,
-        check_output: bool = True,
-        timeout: Timeout | None = 900,
-    ) -> tuple[int, str]:
-        """Run ``command`` in the guest; returns (status, stdout)."""
+    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                timeout: Timeout | None = 900) -> tuple[int, str]:
+        """Run ``command`` in the guest; returns (status, stdout); each backend provides it."""
         raise NotImplementedError
 
 
