@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.errors import MachineError
+from vmtest.waiting import Deadline, poll
 
 
 class QMPClient:
@@ -24,17 +25,21 @@ class QMPClient:
     def _connect(self) -> None:
         if self._sock is not None:
             return
-        deadline = time.monotonic() + 10
-        while True:
+        connected: list[socket.socket] = []
+
+        def connect(_last_try: bool) -> bool:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.connect(str(self.path))
-                break
             except OSError:
                 sock.close()
-                if time.monotonic() > deadline:
-                    raise MachineError(f"QMP API is not ready yet ({self.path})") from None
-                time.sleep(0.1)
+                return False
+            connected.append(sock)
+            return True
+
+        if not poll(connect, Deadline(10), interval=0.1):
+            raise MachineError(f"QMP API is not ready yet ({self.path})")
+        sock = connected[0]
         self._sock = sock
         self._reader = sock.makefile("r")
         greeting = json.loads(self._reader.readline())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from vmtest.errors import MachineError
 from vmtest.runtime.logger import AbstractLogger
 from vmtest.runtime.process import terminate_group
+from vmtest.waiting import Deadline, poll
 
 
 class VLan:
@@ -29,13 +29,12 @@ class VLan:
         except FileNotFoundError:
             raise MachineError("VLANs need vde_switch (apt-get install vde2)") from None
         self.pid = self.process.pid
-        deadline = time.monotonic() + 10
-        while not (self.socket_dir / "ctl").exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                self.stop()
-                raise MachineError(f"vde_switch for vlan {nr} did not start: {output.strip()}")
-            time.sleep(0.02)
+        control = self.socket_dir / "ctl"
+        poll(lambda _: control.exists() or self.process.poll() is not None, Deadline(10), interval=0.02)
+        if not control.exists():
+            output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+            self.stop()
+            raise MachineError(f"vde_switch for vlan {nr} did not start: {output.strip()}")
         os.environ[f"QEMU_VDE_SOCKET_{nr}"] = str(self.socket_dir)
         self.logger.info(f"running vlan (pid {self.pid}; ctl {self.socket_dir})")
 
