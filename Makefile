@@ -53,7 +53,7 @@ test-vm-ci: deps venv
 	  $(VENV)/bin/vmtest report $(VM_OUT) || status=1; exit $$status
 
 bench: deps venv
-	cd lib/python && ../../$(PY) -m vmtest.bench --cold \
+	cd lib/python && ../../$(PY) -m vmtest.portable.bench --cold \
 	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
 	  --helpers-recipe tests/recipes/services.toml \
 	  --build-only ../../machines/debian-vm-aarch64.toml --vm-suites ../../tests/vm/machines-aarch64.toml \

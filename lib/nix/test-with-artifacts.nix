@@ -33,6 +33,6 @@ pkgs.runCommand name
     };
   }
   ''
-    ${python}/bin/python3 -m vmtest.cli verdict ${artifacts}
+    ${python}/bin/python3 -m vmtest.portable.cli verdict ${artifacts}
     ln -s ${artifacts} $out
   ''

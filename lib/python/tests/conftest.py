@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.runtime.driver import Driver
-from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.runtime.spec import prepare_machines
+from vmtest.portable.runtime.driver import Driver
+from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.spec import prepare_machines
 
 RECIPES = Path(__file__).parent / "recipes"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from vmtest.errors import RequestedAssertionFailed
-from vmtest.runtime.driver import Driver
+from vmtest.portable.runtime.driver import Driver
 
 from ..conftest import RECIPES
 

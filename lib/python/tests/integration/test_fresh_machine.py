@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.accel import _boot_id
-from vmtest.image.builder import HOST_ARCH, cache_dir, debian_mirror
+from vmtest.portable.accel import _boot_id
+from vmtest.portable.image.builder import HOST_ARCH, cache_dir, debian_mirror
 
 pytestmark = pytest.mark.fresh_root
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from vmtest import health, interactive, logs, migrations
+from vmtest.portable.runtime.driver import Driver
+from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.spec import prepare_machines
 from vmtest.report import Report
-from vmtest.runtime.driver import Driver
-from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.runtime.machine import QemuMachine
-from vmtest.runtime.spec import prepare_machines
 
 from ..conftest import RECIPES
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.errors import MachineError
-from vmtest.runtime.driver import Driver
+from vmtest.portable.runtime.driver import Driver
 
 from ..conftest import RECIPES, vm_processes
 
@@ -25,7 +25,7 @@ MINIMAL = RECIPES / "minimal.toml"
 
 def vmtest_cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "vmtest.cli", *args],
+        [sys.executable, "-m", "vmtest.portable.cli", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,  # type: ignore[call-overload]
     )
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from vmtest.runtime.driver import Driver
+from vmtest.portable.runtime.driver import Driver
 
 from ..conftest import RECIPES
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.runtime.driver import Driver
-from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.runtime.machine import QemuMachine
-from vmtest.runtime.spec import prepare_machines
+from vmtest.portable.runtime.driver import Driver
+from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.spec import prepare_machines
 from vmtest.suites import vm_validation as vv
 
 from ..repo.repo_checks import REPO

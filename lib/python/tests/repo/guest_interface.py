@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.image.recipe import Recipe, load_recipe
+from vmtest.portable.image.recipe import Recipe, load_recipe
 
 
 @dataclass(frozen=True)

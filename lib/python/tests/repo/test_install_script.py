@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vmtest import doctor
+from vmtest.portable import doctor
 
 from .repo_checks import REPO
 

@@ -17,8 +17,8 @@ from .repo_checks import REPO
 
 PRELUDE = """\
 from typing import Callable, ContextManager, List
-from vmtest.runtime.driver import Driver
-from vmtest.runtime.machine import QemuMachine as Machine
+from vmtest.portable.runtime.driver import Driver
+from vmtest.portable.runtime.machine import QemuMachine as Machine
 start_all: Callable[[], None]
 subtest: Callable[[str], ContextManager[None]]
 driver: Driver

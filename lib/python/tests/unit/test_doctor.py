@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from vmtest import doctor
-from vmtest.accel import Accelerator
-from vmtest.cli import main
 from vmtest.errors import ImageBuildError
-from vmtest.image.builder import image_directory
-from vmtest.image.recipe import SUITES, load_recipe
+from vmtest.portable import doctor
+from vmtest.portable.accel import Accelerator
+from vmtest.portable.cli import main
+from vmtest.portable.image.builder import image_directory
+from vmtest.portable.image.recipe import SUITES, load_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 ALL_COMMANDS = tuple(tool.command for tool in doctor.TOOLS)

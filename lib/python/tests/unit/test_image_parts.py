@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.accel import select_accelerator
 from vmtest.errors import ImageBuildError
-from vmtest.image import foreign
-from vmtest.image.initramfs import module_load_order, write_cpio
-from vmtest.image.recipe import load_recipe
-from vmtest.runtime.monitor import clean_monitor_answer as _clean_monitor_answer
-from vmtest.runtime.monitor import ppm_to_png as _ppm_to_png
+from vmtest.portable.accel import select_accelerator
+from vmtest.portable.image import foreign
+from vmtest.portable.image.initramfs import module_load_order, write_cpio
+from vmtest.portable.image.recipe import load_recipe
+from vmtest.portable.runtime.monitor import clean_monitor_answer as _clean_monitor_answer
+from vmtest.portable.runtime.monitor import ppm_to_png as _ppm_to_png
 
 
 def test_modules_load_dependencies_first_and_skip_builtins(tmp_path: Path) -> None:

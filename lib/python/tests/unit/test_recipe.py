@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from vmtest.errors import RecipeError
-from vmtest.image.builder import image_key
-from vmtest.image.recipe import load_recipe
-from vmtest.runtime.spec import parse_machine_specs
+from vmtest.portable.image.builder import image_key
+from vmtest.portable.image.recipe import load_recipe
+from vmtest.portable.runtime.spec import parse_machine_specs
 
 
 def write(path: Path, text: str) -> Path:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.accel import Accelerator
 from vmtest.errors import RequestedAssertionFailed
-from vmtest.image.builder import Image
-from vmtest.image.recipe import load_recipe
-from vmtest.runtime.logger import JunitLogger
-from vmtest.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
+from vmtest.portable.accel import Accelerator
+from vmtest.portable.image.builder import Image
+from vmtest.portable.image.recipe import load_recipe
+from vmtest.portable.runtime.logger import JunitLogger
+from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
 from vmtest.waiting import once_a_second
 
 

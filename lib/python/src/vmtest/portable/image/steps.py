@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.recipe import Recipe
+from vmtest.portable.image.recipe import Recipe
 
 # PATH inside the image's chroot; /usr/local first, where the recording helper shadows live.
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

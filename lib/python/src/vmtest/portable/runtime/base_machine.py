@@ -17,7 +17,7 @@ from typing import Any
 
 from vmtest import probes
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.logger import AbstractLogger
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
 from vmtest.units import parse_properties
 from vmtest.waiting import Deadline, WaitTimedOut, once_a_second, retry, retry_or_raise, timed_out

@@ -1,6 +1,6 @@
 """Configure a freshly bootstrapped root file system for the test driver.
 
-Runs as mmdebstrap's customize hook (``python -m vmtest.image.configure ROOT
+Runs as mmdebstrap's customize hook (``python -m vmtest.portable.image.configure ROOT
 RECIPE``), with /proc and /dev already mounted in ROOT. Host-side tools do
 the work (useradd --root, systemctl --root) so that foreign-architecture
 images need emulation only for the recipe's own ``setup`` commands.
@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.foreign import install_helper_shadows, install_packages_natively_unpacked
-from vmtest.image.recipe import Recipe, load_recipe
-from vmtest.image.steps import apt_config, apt_env, run, step_done
+from vmtest.portable.image.foreign import install_helper_shadows, install_packages_natively_unpacked
+from vmtest.portable.image.recipe import Recipe, load_recipe
+from vmtest.portable.image.steps import apt_config, apt_env, run, step_done
 
 SERIAL_DEVICE = {"amd64": "ttyS0", "arm64": "ttyAMA0"}
 KERNEL_PACKAGE = {"amd64": "linux-image-amd64", "arm64": "linux-image-arm64"}
@@ -41,7 +41,7 @@ NOISY_UNITS = (
 
 
 def _guest_file(name: str) -> str:
-    return resources.files("vmtest.image").joinpath("guest").joinpath(name).read_text()
+    return resources.files("vmtest.portable.image").joinpath("guest").joinpath(name).read_text()
 
 
 def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         install_helper_shadows(Path(args[1]))
         return 0
     if len(args) < 2:
-        print("usage: python -m vmtest.image.configure ROOT RECIPE [FOREIGN-PACKAGE…]", file=sys.stderr)
+        print("usage: python -m vmtest.portable.image.configure ROOT RECIPE [FOREIGN-PACKAGE…]", file=sys.stderr)
         return 2
     try:
         configure(Path(args[0]), load_recipe(args[1]), args[2:])

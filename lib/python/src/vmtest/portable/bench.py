@@ -28,14 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmtest.accel import select_accelerator
-from vmtest.image.builder import build_image
-from vmtest.image.recipe import load_recipe
-from vmtest.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
-from vmtest.runtime.logger import CompositeLogger
-from vmtest.runtime.machine import QemuMachine
-from vmtest.runtime.qemu import MachineConfig, write_start_script
-from vmtest.runtime.spec import prepare_machines
+from vmtest.portable.accel import select_accelerator
+from vmtest.portable.image.builder import build_image
+from vmtest.portable.image.recipe import load_recipe
+from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
+from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.qemu import MachineConfig, write_start_script
+from vmtest.portable.runtime.spec import prepare_machines
 
 Record = dict[str, Any]
 
@@ -207,8 +207,8 @@ def bench_image_builds(recipe_paths: list[Path], cold: bool, log: Callable[[str]
 def _timed_vmtest_run(arguments: list[str], env: dict[str, str] | None = None) -> tuple[int, str, float]:
     """Run ``vmtest run ARGUMENTS``; returns (exit status, stderr, wall seconds)."""
     started = time.monotonic()
-    run = subprocess.Popen([sys.executable, "-m", "vmtest.cli", "run", *arguments], env={**os.environ, **(env or {})},
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen([sys.executable, "-m", "vmtest.portable.cli", "run", *arguments],
+                           env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _, stderr = run.communicate()
     except BaseException:
@@ -351,7 +351,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vmtest.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m vmtest.portable.bench", description=__doc__)
     parser.add_argument("--recipe", action="append", type=Path, required=True, help="recipe to boot (repeatable)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--round-trips", type=int, default=30)

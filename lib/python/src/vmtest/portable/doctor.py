@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vmtest.accel import HOST_MACHINE, Accelerator, select_accelerator
 from vmtest.errors import ImageBuildError
-from vmtest.image.builder import cache_dir, debian_mirror, image_directory
-from vmtest.image.recipe import SUITES, Recipe
-from vmtest.image.steps import CHROOT_PATH
+from vmtest.portable.accel import HOST_MACHINE, Accelerator, select_accelerator
+from vmtest.portable.image.builder import cache_dir, debian_mirror, image_directory
+from vmtest.portable.image.recipe import SUITES, Recipe
+from vmtest.portable.image.steps import CHROOT_PATH
 
 ARCHES = ("x86_64", "aarch64")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")

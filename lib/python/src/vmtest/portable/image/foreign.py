@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.recipe import Recipe
-from vmtest.image.steps import CHROOT_PATH, DOC_EXCLUDES, apt_env, run, step_done
+from vmtest.portable.image.recipe import Recipe
+from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES, apt_env, run, step_done
 
 # Maintainer-script helpers that cost seconds per call under emulation (Perl, systemctl's
 # big shared library) and whose effect the host reproduces natively. Shadows earlier in

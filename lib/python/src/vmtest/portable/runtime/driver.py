@@ -26,11 +26,11 @@ from types import TracebackType
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.runtime.logger import CompositeLogger
-from vmtest.runtime.machine import QemuMachine
-from vmtest.runtime.polling import PollingCondition
-from vmtest.runtime.qemu import MachineConfig, hosts_lines, write_start_script
-from vmtest.runtime.vlan import VLan
+from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.polling import PollingCondition
+from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
+from vmtest.portable.runtime.vlan import VLan
 from vmtest.timeouts import format_seconds
 from vmtest.waiting import retry
 

@@ -115,7 +115,8 @@ def build_initramfs(rootfs: Path, kernel_version: str, output: Path) -> list[str
         ("dev", directory, b""),
         ("modules", directory, b""),
         ("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
-        ("init", stat.S_IFREG | 0o755, resources.files("vmtest.image").joinpath("guest").joinpath("init").read_bytes()),
+        ("init", stat.S_IFREG | 0o755,
+         resources.files("vmtest.portable.image").joinpath("guest").joinpath("init").read_bytes()),
     ]
     names = []
     for module in order:

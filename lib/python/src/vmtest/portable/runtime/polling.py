@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vmtest.errors import PollingConditionError, RequestedAssertionFailed
-from vmtest.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.logger import AbstractLogger
 from vmtest.timeouts import Timeout
 from vmtest.waiting import retry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmtest.runtime.driver import Driver
+from vmtest.portable.runtime.driver import Driver
 
 
 def interact(driver: Driver) -> None:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
-from vmtest.runtime.base_machine import BaseMachine
-from vmtest.runtime.logger import AbstractLogger
-from vmtest.runtime.monitor import MonitorMachine, clean_monitor_answer
-from vmtest.runtime.process import end_boot_priority, set_session_nice, terminate_group
-from vmtest.runtime.qmp import QMPClient
+from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
+from vmtest.portable.runtime.base_machine import BaseMachine
+from vmtest.portable.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
+from vmtest.portable.runtime.process import end_boot_priority, set_session_nice, terminate_group
+from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]

@@ -13,8 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmtest.accel import Accelerator
-from vmtest.image.builder import Image
+from vmtest.portable.accel import Accelerator
+from vmtest.portable.image.builder import Image
 
 USER_NET_MAC = "52:54:00:12:34:56"
 SERIAL_DEVICE = {"x86_64": "ttyS0", "aarch64": "ttyAMA0"}

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from vmtest.errors import MachineError
-from vmtest.runtime.logger import AbstractLogger
-from vmtest.runtime.process import terminate_group
+from vmtest.portable.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.process import terminate_group
 from vmtest.waiting import Deadline, poll
 
 

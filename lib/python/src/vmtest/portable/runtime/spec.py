@@ -14,11 +14,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.accel import select_accelerator
 from vmtest.errors import RecipeError
-from vmtest.image.builder import build_image
-from vmtest.image.recipe import Recipe, load_recipe
-from vmtest.runtime.qemu import MachineConfig
+from vmtest.portable.accel import select_accelerator
+from vmtest.portable.image.builder import build_image
+from vmtest.portable.image.recipe import Recipe, load_recipe
+from vmtest.portable.runtime.qemu import MachineConfig
 
 _MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 

@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 
 from vmtest.errors import MachineError
-from vmtest.runtime.base_machine import BaseMachine
+from vmtest.portable.runtime.base_machine import BaseMachine
 
 CHAR_TO_KEY = {
     **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},

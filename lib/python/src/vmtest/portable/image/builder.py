@@ -24,9 +24,9 @@ from importlib import resources
 from pathlib import Path
 
 from vmtest.errors import ImageBuildError
-from vmtest.image.initramfs import build_initramfs
-from vmtest.image.recipe import Recipe
-from vmtest.image.steps import CHROOT_PATH, DOC_EXCLUDES
+from vmtest.portable.image.initramfs import build_initramfs
+from vmtest.portable.image.recipe import Recipe
+from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
@@ -80,11 +80,13 @@ def debian_mirror() -> str:
 
 
 def _guest_bytes() -> bytes:
-    guest = resources.files("vmtest.image").joinpath("guest")
-    configure = resources.files("vmtest.image").joinpath("configure.py")
-    initramfs = resources.files("vmtest.image").joinpath("initramfs.py")
+    package = resources.files("vmtest.portable.image")
+    guest = package.joinpath("guest")
     parts = sorted((entry.name, entry.read_bytes()) for entry in guest.iterdir() if entry.is_file())
-    return b"".join(name.encode() + data for name, data in parts) + configure.read_bytes() + initramfs.read_bytes()
+    # The customize hook's code: configure.py and the modules it runs in the image build.
+    hook = b"".join(package.joinpath(name).read_bytes()
+                    for name in ("configure.py", "foreign.py", "steps.py", "initramfs.py"))
+    return b"".join(name.encode() + data for name, data in parts) + hook
 
 
 def image_key(recipe: Recipe) -> str:
@@ -137,8 +139,8 @@ def _explain_mmdebstrap_failure(recipe: Recipe, output: str) -> str:
 
 def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
     packages = [*BASE_PACKAGES, *recipe.packages]
-    src = Path(__file__).resolve().parents[2]
-    configure = f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m vmtest.image.configure"
+    src = Path(__file__).resolve().parents[3]  # src/, above vmtest/portable/image/
+    configure = f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m vmtest.portable.image.configure"
     # A foreign architecture's packages are unpacked by the host (see configure.py); only
     # the native case lets apt inside the image install them.
     foreign = recipe.arch != HOST_ARCH

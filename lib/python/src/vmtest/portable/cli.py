@@ -12,14 +12,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import FrameType
 
-from vmtest import ci_report, doctor
-from vmtest.accel import select_accelerator
+from vmtest import ci_report
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
-from vmtest.image.builder import build_image
-from vmtest.image.recipe import Recipe, load_recipe
-from vmtest.runtime.driver import Driver, script_traceback
-from vmtest.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.runtime.spec import configure_machines, parse_machine_specs
+from vmtest.portable import doctor
+from vmtest.portable.accel import select_accelerator
+from vmtest.portable.image.builder import build_image
+from vmtest.portable.image.recipe import Recipe, load_recipe
+from vmtest.portable.runtime.driver import Driver, script_traceback
+from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.spec import configure_machines, parse_machine_specs
 from vmtest.timeouts import format_seconds
 
 EXIT_FAILED = 1
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         with driver:
             try:
                 if args.interactive:
-                    from vmtest.runtime.repl import interact
+                    from vmtest.portable.runtime.repl import interact
                     interact(driver)
                 else:
                     driver.run_tests()
