@@ -18,10 +18,17 @@ from vmtest.timeouts import Timeout, to_whole_seconds
 
 class Machine(Protocol):
     name: str
-    # Where the driver writes artifacts ($out under Nix).
-    out_dir: Path
-    # The host side of the 9p directory the guest mounts at /tmp/shared.
-    shared_dir: Path
+
+    # Read-only here, so an attribute or a property of any Path type satisfies them.
+    @property
+    def out_dir(self) -> Path:
+        """Where the driver writes artifacts ($out under Nix)."""
+        ...
+
+    @property
+    def shared_dir(self) -> Path:
+        """The host side of the 9p directory the guest mounts at /tmp/shared."""
+        ...
 
     def is_up(self) -> bool: ...
 
