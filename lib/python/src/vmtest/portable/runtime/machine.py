@@ -33,6 +33,7 @@ from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
 from vmtest.portable.runtime.process import end_boot_priority, set_session_nice, terminate_group
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
+from vmtest.waiting import Deadline
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
@@ -113,7 +114,7 @@ class QemuMachine(MonitorMachine):
         return server
 
     def _accept(self, server: socket.socket, what: str) -> socket.socket:
-        deadline = time.monotonic() + QEMU_CONNECT_TIMEOUT
+        deadline = Deadline(QEMU_CONNECT_TIMEOUT)
         server.settimeout(0.2)
         while True:
             try:
@@ -128,7 +129,7 @@ class QemuMachine(MonitorMachine):
                         f"connecting its {what} socket; console log: {self.console_log_path}\n"
                         + "\n".join(self._console_lines[-20:])
                     ) from None
-                if time.monotonic() > deadline:
+                if deadline.expired():
                     raise MachineError(
                         f"{self.name}: QEMU did not connect its {what} socket within "
                         f"{QEMU_CONNECT_TIMEOUT:.0f} s (start command: {self.start_command})"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,9 +79,9 @@ class QMPClient:
             if event_filter(event):
                 self.events.remove(event)
                 return event
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 raise MachineError(f"no matching QMP event within {timeout:.0f} s")
             self._sock.settimeout(remaining)
