@@ -108,15 +108,19 @@ class Deadline:
 
     @classmethod
     def of(cls, timeout: Timeout) -> Deadline:
+        """A deadline ``timeout`` (int, float or timedelta) from now; raises ValueError if negative."""
         return cls(to_seconds(timeout))
 
     def elapsed(self) -> float:
+        """Seconds since the start."""
         return time.monotonic() - self.started
 
     def remaining(self) -> float:
+        """Seconds left, never below 0."""
         return max(0.0, self.limit - self.elapsed())
 
     def expired(self) -> bool:
+        """Whether the budget is spent."""
         return self.elapsed() >= self.limit
 
     def pause(self, seconds: float) -> None:

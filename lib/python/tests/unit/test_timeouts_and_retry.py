@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.timeouts import format_seconds, to_seconds, to_whole_seconds
-from vmtest.waiting import retry
+from vmtest.waiting import Backoff, Deadline, poll, retry, retry_or_raise, until_deadline
 
 
 def test_int_float_and_timedelta_are_accepted() -> None:
@@ -41,3 +44,43 @@ def test_retry_times_out_with_elapsed_and_timeout() -> None:
     assert time.monotonic() - started < 3
     with pytest.raises(RequestedAssertionFailed):
         retry(lambda last: False, timeout_seconds=0)
+
+
+def test_retry_or_raise_replaces_only_the_timeout() -> None:
+    with pytest.raises(ValueError, match="gave up after 0"):
+        retry_or_raise(lambda last: False, 0, lambda timed_out: ValueError(f"gave up after {timed_out.limit:g}"))
+    own = RequestedAssertionFailed("the wait's own failure")
+
+    def fails(_last_try: bool) -> bool:
+        raise own
+
+    with pytest.raises(RequestedAssertionFailed) as raised:
+        retry_or_raise(fails, 10, lambda _: AssertionError("not this"))
+    assert raised.value is own, "a failure of the check itself is not a timeout"
+
+
+def test_poll_without_a_last_try_and_the_deadline() -> None:
+    calls: list[bool] = []
+    assert not poll(lambda last: calls.append(last), Deadline(0.05), interval=0.01, last_try=False)
+    assert calls and not any(calls), "no fn(True) without last_try"
+    deadline = Deadline(10)
+    assert 9 < deadline.remaining() <= 10 and not deadline.expired()
+    assert Deadline(0).expired() and Deadline(0).remaining() == 0
+
+
+def _until_deadline(condition: str, budget: float) -> tuple[str, float]:
+    started = time.monotonic()
+    script = until_deadline(condition, budget, Backoff(0.02, 0.05, 0.2)) + 'echo "$vmtest_met $n"'
+    done = subprocess.run(["bash", "-c", "set -euo pipefail; " + script], capture_output=True, text=True, timeout=30)
+    return done.stdout.strip(), time.monotonic() - started
+
+
+def test_until_deadline_stops_at_the_condition_or_the_budget(tmp_path: Path) -> None:
+    assert _until_deadline("true", 5)[0] == "0 1", "met at the first try"
+    output, took = _until_deadline("false", 0.3)
+    met, tries = output.split()
+    assert met == "1" and int(tries) >= 4 and 0.25 < took < 3, "backoff steps of 20-50 ms until the budget"
+    flag = tmp_path / "flag"
+    threading.Timer(0.3, flag.touch).start()
+    output, took = _until_deadline(f"test -e {flag}", 5)
+    assert output.startswith("0 ") and took < 2
