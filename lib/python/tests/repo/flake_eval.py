@@ -15,17 +15,25 @@ class EvaluationError(Exception):
     """nix-instantiate could not evaluate the expression; the message has its error."""
 
 
-def evaluate(flake: Path, lib: Path, expression: str) -> Any:
-    """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data."""
-    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ nixpkgsLib = {lib}; flake = {flake.resolve()}; }}; "
-               f"in {expression}")
-    done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", program],
+def instantiate_json(arguments: list[str], lib: Path) -> Any:
+    """``nix-instantiate --eval --strict --json ARGUMENTS`` with ``lib`` as the stubs' nixpkgs lib; the value.
+
+    Raises EvaluationError with nix's errors (its warnings about this host's nix.conf left out).
+    """
+    done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", *arguments],
                           capture_output=True, text=True, check=False,
                           env={**os.environ, "VMTEST_NIXPKGS_LIB": str(lib)})
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
         raise EvaluationError("\n".join(errors))
     return json.loads(done.stdout)
+
+
+def evaluate(flake: Path, lib: Path, expression: str) -> Any:
+    """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data."""
+    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ nixpkgsLib = {lib}; flake = {flake.resolve()}; }}; "
+               f"in {expression}")
+    return instantiate_json(["-E", program], lib)
 
 
 def output_names(flake: Path, lib: Path) -> dict[str, Any]:

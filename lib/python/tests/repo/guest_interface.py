@@ -16,6 +16,8 @@ from pathlib import Path
 
 from vmtest.portable.image.recipe import Recipe, load_recipe
 
+from .repo_checks import NIX_PATH_LITERAL
+
 
 @dataclass(frozen=True)
 class Twins:
@@ -37,7 +39,6 @@ TWINS = (
 _UNIT = re.compile(r"[\"'\s]([A-Za-z0-9][\w@.-]*\.(?:service|socket|timer|mount|path))\b")
 # Units every systemd has: neither twin declares them.
 BUILTIN_UNITS = {"systemd-journald.service", "systemd-logind.service", "dbus.service"}
-_IMPORT = re.compile(r"(?<![\w/.$])(\.\.?/[\w./-]+\.nix)")
 
 
 def units_named(script: str) -> set[str]:
@@ -57,7 +58,8 @@ def _nixos_text(root: Path, modules: tuple[str, ...]) -> str:
         seen.add(path)
         text = path.read_text()
         texts.append(text)
-        pending += [(path.parent / literal).resolve() for literal in _IMPORT.findall(text)]
+        pending += [(path.parent / literal).resolve() for literal in NIX_PATH_LITERAL.findall(text)
+                    if literal.endswith(".nix")]
     return "\n".join(texts)
 
 

@@ -23,7 +23,6 @@ build user, and the interpreter's exact version (the venv's Python runs, not nix
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -31,6 +30,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .flake_eval import EvaluationError, instantiate_json
 
 HERE = Path(__file__).resolve().parent
 ARGS_EXPRESSION = HERE / "nix" / "python-package-args.nix"
@@ -132,15 +133,11 @@ def nixpkgs_lib(repo: Path) -> Path:
 
 def evaluate_python_package(package_nix: Path, lib: Path) -> PythonPackage:
     """Evaluate ``package_nix`` as callPackage would (real lib, stub packages); raise RehearsalError."""
-    result = subprocess.run(
-        ["nix-instantiate", "--eval", "--strict", "--json", "--arg", "nixpkgsLib", str(lib),
-         "--arg", "package", str(package_nix.resolve()), str(ARGS_EXPRESSION)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
-        raise RehearsalError(f"{package_nix}: evaluation failed:\n" + "\n".join(errors))
-    attrs = json.loads(result.stdout)
+    try:
+        attrs = instantiate_json(["--arg", "nixpkgsLib", str(lib), "--arg", "package", str(package_nix.resolve()),
+                                  str(ARGS_EXPRESSION)], lib)
+    except EvaluationError as error:
+        raise RehearsalError(f"{package_nix}: evaluation failed:\n{error}") from None
     unknown = sorted(set(attrs) - KNOWN_ATTRS)
     if unknown:
         raise RehearsalError(f"{package_nix}: the rehearsal does not reproduce {', '.join(unknown)}")

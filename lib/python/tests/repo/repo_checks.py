@@ -16,9 +16,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[4]
 # Path literals in Nix: ./x, ../x (not inside strings' ${…} or URLs).
-_NIX_PATH = re.compile(r"(?<![\w/.$])(\.\.?/[A-Za-z0-9_./+-]+)")
+NIX_PATH_LITERAL = re.compile(r"(?<![\w/.$])(\.\.?/[A-Za-z0-9_./+-]+)")
 _REV = re.compile(r"^[0-9a-f]{40}$")
 _NAR_HASH = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
+
+
+def tracked_copy(destination: Path, root: Path = REPO) -> Path:
+    """The files git tracks (what a flake's source holds), copied into ``destination``, to plant errors in."""
+    listing = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True)
+    for name in listing.stdout.decode().split("\0"):
+        if name and (root / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, destination / name)
+    return destination
 
 
 def nix_files(root: Path = REPO) -> list[Path]:
@@ -46,7 +56,7 @@ def missing_path_problems(root: Path = REPO) -> list[str]:
     """Every ./ or ../ path literal in a .nix file exists."""
     problems = []
     for path in nix_files(root):
-        for literal in _NIX_PATH.findall(_strip_strings_and_comments(path.read_text())):
+        for literal in NIX_PATH_LITERAL.findall(_strip_strings_and_comments(path.read_text())):
             target = (path.parent / literal.rstrip(".;")).resolve()
             if not target.exists():
                 problems.append(f"{path.relative_to(root)}: {literal} does not exist")

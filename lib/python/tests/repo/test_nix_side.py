@@ -5,7 +5,6 @@ exists for (most of them as main had it before these checks)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from . import flake_eval, guest_interface, nix_rehearsal, nix_scripts
-from .repo_checks import REPO, nix_files
+from .repo_checks import REPO, nix_files, tracked_copy
 
 # e2e-test/nix/packages.nix's browser runner as main had it: the placeholder names the
 # writeShellScript's own output, and without `set -e` the failed `cd` went unnoticed.
@@ -42,17 +41,6 @@ OLD_BROWSER_RUN = (
 @pytest.fixture(scope="module")
 def lib() -> Path:
     return nix_rehearsal.nixpkgs_lib(REPO)
-
-
-def _tracked_copy(tmp_path: Path) -> Path:
-    """The files git tracks (what a flake's source holds), in a directory of their own."""
-    listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True)
-    copy = tmp_path / "repo"
-    for name in listing.stdout.decode().split("\0"):
-        if name and (REPO / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, copy / name)
-    return copy
 
 
 # Embedded shell.
@@ -107,7 +95,7 @@ def test_the_e2e_script_names_the_units_it_relies_on() -> None:
 
 
 def test_a_transient_unit_is_found(tmp_path: Path) -> None:
-    copy = _tracked_copy(tmp_path)
+    copy = tracked_copy(tmp_path / "repo")
     script = copy / "e2e-test/test_script.py"
     script.write_text(script.read_text() + OLD_BROWSER_RUN)
     problems = guest_interface.problems(copy, guest_interface.TWINS[:1])
@@ -115,7 +103,7 @@ def test_a_transient_unit_is_found(tmp_path: Path) -> None:
 
 
 def test_a_unit_only_one_twin_declares_is_found(tmp_path: Path) -> None:
-    copy = _tracked_copy(tmp_path)
+    copy = tracked_copy(tmp_path / "repo")
     client = copy / "e2e-test/nix/client.nix"
     client.write_text(client.read_text().replace("systemd.services.e2e-browser-tests", "systemd.services.other"))
     problems = guest_interface.problems(copy, guest_interface.TWINS[:1])
@@ -187,7 +175,7 @@ def test_the_dev_shell_has_what_make_test_imports(lib: Path) -> None:
 
 
 def test_a_dev_shell_without_pyyaml_is_found(lib: Path, tmp_path: Path) -> None:
-    copy = _tracked_copy(tmp_path)
+    copy = tracked_copy(tmp_path / "repo")
     flake = copy / "flake.nix"
     flake.write_text(flake.read_text().replace("ps.pyyaml\n", "\n"))
     assert _dev_extra_in_nix_names() - _dev_shell_python(copy, lib) == {"pyyaml"}

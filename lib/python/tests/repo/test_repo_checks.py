@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,8 @@ from .repo_checks import REPO
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
-    """A copy of what the checks read, to plant errors in."""
-    target = tmp_path / "repo"
-    for part in ("flake.nix", "flake.lock", "Makefile"):
-        (target / part).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / part, target / part)
-    folders = ("e2e-test", ".github", "lib/nix", "lib/python/src", "lib/python/tests", "machines", "tests", "scripts")
-    for folder in folders:
-        if (REPO / folder).exists():
-            shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "lib/python/package.nix", target / "lib/python/package.nix")
-    shutil.copy(REPO / "lib/python/pyproject.toml", target / "lib/python/pyproject.toml")
-    (target / "lib/python/tests").mkdir(exist_ok=True)
-    return target
+    """A copy of the tracked tree, to plant errors in."""
+    return repo_checks.tracked_copy(tmp_path / "repo")
 
 
 @pytest.mark.parametrize("check", repo_checks.ALL_CHECKS, ids=lambda check: check.__name__)
