@@ -23,6 +23,7 @@ build user, and the interpreter's exact version (the venv's Python runs, not nix
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,6 +31,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vmtest.portable.image.builder import cache_dir
 
 from .flake_eval import EvaluationError, instantiate_json
 
@@ -120,9 +123,12 @@ def nixpkgs_lib(repo: Path) -> Path:
     tarball = repo.parent / "shared" / "nixpkgs-lib" / "nixpkgs-lib.tar.gz"
     if not tarball.is_file():
         raise RehearsalError(f"no nixpkgs lib: {tarball} is missing and VMTEST_NIXPKGS_LIB is not set")
-    unpacked = Path(tempfile.gettempdir()) / f"vmtest-nixpkgs-lib-{tarball.stat().st_mtime_ns}"
+    # Unpacked once into vmtest's cache, keyed by the tarball's content, like the images.
+    key = hashlib.sha256(tarball.read_bytes()).hexdigest()[:16]
+    unpacked = cache_dir() / "nixpkgs-lib" / key
     if not (unpacked / "nixpkgs-lib" / "lib" / "default.nix").is_file():
-        staging = Path(tempfile.mkdtemp(prefix="vmtest-nixpkgs-lib-"))
+        unpacked.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=unpacked.parent))
         subprocess.run(["tar", "-xzf", str(tarball), "-C", str(staging)], check=True)
         try:
             staging.rename(unpacked)
@@ -268,15 +274,17 @@ def rehearse(package_nix: Path, workdir: Path, lib: Path, python: Path | None = 
     phases += [("imports", [str(python), "-c", f"import {module}"]) for module in package.imports_check]
     if package.do_check:
         phases.append(("check", pytest_command(package, python)))
-    for phase, argv in phases:
-        rehearsal.commands.append(argv)
-        done = subprocess.run(_sandboxed(argv), cwd=source, env=environment, capture_output=True, text=True,
-                              check=False)
-        rehearsal.phase, rehearsal.returncode = phase, done.returncode
-        rehearsal.output += f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}"
-        if done.returncode != 0:
-            break
-    shutil.rmtree(build_tmp, ignore_errors=True)
+    try:
+        for phase, argv in phases:
+            rehearsal.commands.append(argv)
+            done = subprocess.run(_sandboxed(argv), cwd=source, env=environment, capture_output=True, text=True,
+                                  check=False)
+            rehearsal.phase, rehearsal.returncode = phase, done.returncode
+            rehearsal.output += f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}"
+            if done.returncode != 0:
+                break
+    finally:
+        shutil.rmtree(build_tmp, ignore_errors=True)
     if home.exists():
         rehearsal.phase, rehearsal.returncode = "check", 1
         rehearsal.output += f"\n{home} exists after the check phase: the sandbox has no home directory\n"
