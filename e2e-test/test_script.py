@@ -16,7 +16,9 @@ CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "ngin
 MOCKS = {"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880}  # unit: port
 HEALTHY = {"status": "ok", "database": "ok"}
 report = Report(out, name="alicia-e2e")
-redactor = logs.Redactor()
+# The run's own redactor on the portable runtime (every artifact and message goes through it);
+# a fresh one under the NixOS driver, for what the helpers write.
+redactor = logs.Redactor.for_driver(driver)
 redactor.add(
     # the seed's test secrets, declared up front so they are redacted even if the server dies early
     "test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=",

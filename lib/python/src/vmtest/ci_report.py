@@ -14,11 +14,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from vmtest.portable.outdir import PREVIOUS_SUFFIX
+
 
 def suite_files(root: Path) -> list[Path]:
     """The suites' JUnit files under ``root`` (not the driver's own ``vmtest-junit.xml``)."""
     return sorted(path for path in root.glob("*/*-junit.xml")
-                  if path.name != "vmtest-junit.xml" and path.parent != root)
+                  if path.name != "vmtest-junit.xml" and path.parent != root
+                  and not path.parent.name.endswith(PREVIOUS_SUFFIX))
 
 
 def failed_cases(document: ET.Element, suite_name: str) -> list[str]:

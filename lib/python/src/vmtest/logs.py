@@ -18,63 +18,22 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import re
 import shlex
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmtest.machine_api import Machine, run
 
+# Re-exported: testScripts name it logs.Redactor.
+from vmtest.redaction import REDACTED as REDACTED
+from vmtest.redaction import Redactor as Redactor
+
 COMPRESS_OVER_BYTES = 10 * 1024 * 1024
-REDACTED = "[REDACTED]"
-Replacement = str | Callable[[re.Match[str]], str]
-# Common shapes of secrets, redacted whatever their value: (pattern, replacement).
-SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
-    (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Z0-9_]*)(\s*[=:]\s*)(\"?)[^\s\"',;]+"),
-     lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}"),
-    (re.compile(r"(?i)(\"[a-z0-9_]*(?:api_?key|secret|token|password)[a-z0-9_]*\"\s*:\s*\")[^\"]+(\")"),
-     lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}"),
-    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m.group(1)} {REDACTED}"),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"), REDACTED),
-    (re.compile(r"(postgres(?:ql)?://[^:/\s]+:)[^@\s]+(@)"), lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}"),
-)
-
-
-@dataclass
-class Redactor:
-    """Replaces declared secret values and common secret patterns with ``[REDACTED]``."""
-
-    values: set[str] = field(default_factory=set)
-    patterns: Sequence[tuple[re.Pattern[str], Replacement]] = SECRET_PATTERNS
-
-    def add(self, *values: str) -> None:
-        """Declare secret values (too-short values are ignored: they would redact everything)."""
-        self.values.update(value for value in values if len(value) >= 4)
-
-    def add_env_text(self, text: str, names: Iterable[str] | None = None) -> None:
-        """Declare the values of an env file's ``NAME=value`` lines (all, or only ``names``)."""
-        wanted = set(names) if names is not None else None
-        for line in text.splitlines():
-            name, separator, value = line.strip().partition("=")
-            if separator and not name.startswith("#") and (wanted is None or name.strip() in wanted):
-                self.add(value.strip().strip("'\""))
-
-    def add_env_file(self, machine: Machine, path: str, names: Iterable[str] | None = None) -> None:
-        """Declare the secret values of an env file in the guest (e.g. ``/etc/alicia/env``)."""
-        self.add_env_text(machine.succeed(f"cat {shlex.quote(path)}"), names)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every declared value and secret pattern replaced."""
-        for value in sorted(self.values, key=len, reverse=True):
-            text = text.replace(value, REDACTED)
-        for pattern, replacement in self.patterns:
-            text = pattern.sub(replacement, text)
-        return text
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from vmtest import ci_report
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
@@ -18,22 +18,24 @@ from vmtest.portable import doctor
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
 from vmtest.portable.image.recipe import Recipe, load_recipe
-from vmtest.portable.runtime.driver import Driver, script_traceback
+from vmtest.portable.outdir import check_file_target, prepare_output_dir
+from vmtest.portable.runtime.driver import (
+    BOOT_DEADLINE_KVM,
+    BOOT_DEADLINE_TCG,
+    Driver,
+    script_traceback,
+    write_run_record,
+)
 from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
-from vmtest.portable.runtime.spec import configure_machines, parse_machine_specs
+from vmtest.portable.runtime.namespace import namespace_names, undefined_names
+from vmtest.portable.runtime.signals import RunSignals, Terminated
+from vmtest.portable.runtime.spec import MachineSpec, configure_machines, parse_machine_specs
+from vmtest.redaction import Redactor
 from vmtest.timeouts import format_seconds
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind so that every machine is released."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
 
 
 def _error(message: str) -> None:
@@ -68,79 +70,145 @@ def _preflight(recipes: list[Recipe], *, booting: bool) -> bool:
     return not missing
 
 
+def _check_names(scripts: list[tuple[Path, str]], specs: list[MachineSpec]) -> bool:
+    """Check that every script names only machines and driver names that exist; False after one line."""
+    names = [spec.name for spec in specs]
+    known = namespace_names(names, {vlan for spec in specs for vlan in spec.vlans})
+    for path, source in scripts:
+        missing = undefined_names(source, str(path), known)
+        if missing:
+            listed = ", ".join(f"`{name}` (line {line})" for name, line in missing)
+            _error(f"testScript {path} uses {listed}, which is not defined: no machine or driver name "
+                   f"has it (machines: {', '.join(sorted(names))})")
+            return False
+    return True
+
+
+def _interruption(signals: RunSignals, driver: Driver | None, stage: str) -> tuple[str, str, int]:
+    """The outcome, message and exit status of a run a signal or the global timeout ended."""
+    if driver is not None and driver.timed_out:
+        return ("timed out", f"global timeout of {format_seconds(driver.global_timeout)} reached "
+                f"{driver.timed_out_while}".rstrip(), EXIT_FAILED)
+    if signals.first == "SIGTERM":
+        return "terminated", f"terminated (SIGTERM){stage}", 128 + signal.SIGTERM
+    return "interrupted", f"interrupted (SIGINT){stage}", EXIT_INTERRUPTED
+
+
+def _write_early_artifacts(out_dir: Path, logger: CompositeLogger, redactor: Redactor, outcome: str,
+                           started: float) -> list[str]:
+    """JUnit and run record for a run that ended before it had a driver; returns the writes that failed."""
+    failures = []
+    record = {"outcome": outcome, "duration_seconds": round(time.monotonic() - started, 2), "machines": {}}
+    def run_record() -> None:
+        write_run_record(out_dir, record, redactor)
+
+    writes: list[tuple[str, Callable[[], None]]] = [("run record", run_record), ("JUnit report", logger.close)]
+    for what, write in writes:
+        try:
+            write()
+        except OSError as error:
+            failures.append(f"could not write the {what}: {error.strerror or error}")
+    return failures
+
+
 def run(args: argparse.Namespace) -> int:
     scripts = _read_scripts(args.script)
     if scripts is None:
         return EXIT_BAD_INPUT
     (script_path, source), more = scripts[0], [path for path, _ in scripts[1:]]
+    out_dir = Path(args.out).resolve()
+    junit_path = Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "vmtest-junit.xml"
     try:
         specs = parse_machine_specs(args.machines)
+        if not _check_names(scripts, specs):
+            return EXIT_BAD_INPUT
         if not _preflight([spec.recipe for spec in specs], booting=True):
             return EXIT_BAD_INPUT
-        configs = configure_machines(specs)
-    except (RecipeError, ImageBuildError, ValueError) as error:
+        moved = prepare_output_dir(out_dir)
+        if args.junit_xml:
+            check_file_target(junit_path)
+    except (RecipeError, ImageBuildError, ValueError) as error:  # OutputDirError is a ValueError
         _error(str(error))
         return EXIT_BAD_INPUT
-    out_dir = Path(args.out).resolve()
-    junit = JunitLogger(Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "vmtest-junit.xml",
-                        suite_name=f"vmtest {script_path.stem}")
-    for config in configs:
-        junit.properties[f"{config.name}.arch"] = config.arch
-        junit.properties[f"{config.name}.accelerator"] = config.accelerator.name
+    if moved is not None:
+        _error(f"the previous run's artifacts in {out_dir} were moved to {moved}")
+    junit = JunitLogger(junit_path, suite_name=f"vmtest {script_path.stem}")
     logger = CompositeLogger([TerminalLogger(), junit])
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    redactor = Redactor()
+    logger.redact = redactor.redact
     started = time.monotonic()
     driver: Driver | None = None
-    code = EXIT_FAILED
-    try:
-        driver = Driver(configs, source, out_dir, logger, script_path=script_path, more_scripts=more,
-                        global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state)
-        with driver:
+    outcome, code, stage = "failed", EXIT_FAILED, " while building the images"
+    artifact_errors: list[str] = []
+    with RunSignals(note=logger.warning) as signals:
+        try:
             try:
-                if args.interactive:
-                    from vmtest.portable.runtime.repl import interact
-                    interact(driver)
-                else:
-                    driver.run_tests()
-                driver.outcome = "passed"
-                code = 0
-            except KeyboardInterrupt:
-                if driver.timed_out:
-                    driver.outcome = "timed out"
-                    logger.log_test_error(f"global timeout of {format_seconds(args.global_timeout)} reached")
-                    code = EXIT_FAILED
-                else:
-                    driver.outcome = "interrupted"
-                    logger.log_test_error("interrupted (SIGINT)")
-                    code = EXIT_INTERRUPTED
-            except Terminated:
-                driver.outcome = "terminated"
-                logger.log_test_error("terminated (SIGTERM)")
-                code = 128 + signal.SIGTERM
-            except (AssertionError, MachineError) as error:  # helpers' failures are AssertionErrors too
-                driver.outcome = "timed out" if driver.timed_out else "failed"
-                frames = script_traceback(error, script_path)
-                logger.log_test_error(f"{type(error).__name__}: {error}" + (f"\n{frames}" if frames else ""))
-            except Exception as error:
-                driver.outcome = "crashed"
-                logger.log_test_error("testScript crashed:\n" + "".join(traceback.format_exception(error)))
-    except MachineError as error:
-        _error(str(error))
-    except KeyboardInterrupt:
-        # The global timeout's interrupt can land after the script has already failed on the
-        # machines the timeout killed; the driver was torn down on the way out either way.
-        if driver is None or not driver.timed_out:
-            raise
-        driver.outcome = "timed out"
+                configs = configure_machines(specs)
+            except (RecipeError, ImageBuildError) as error:
+                outcome, code = "bad input", EXIT_BAD_INPUT
+                logger.log_test_error(str(error))
+                raise _Ended() from None
+            for config in configs:
+                junit.properties[f"{config.name}.arch"] = config.arch
+                junit.properties[f"{config.name}.accelerator"] = config.accelerator.name
+            stage = " while starting the machines"
+            driver = Driver(configs, source, out_dir, logger, script_path=script_path, more_scripts=more,
+                            global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state,
+                            boot_timeout=args.boot_timeout, redactor=redactor)
+            stage = ""
+            with driver:
+                outcome, code = _run_driver(driver, args, signals, script_path)
+                driver.outcome = outcome
+        except _Ended:
+            pass
+        except MachineError as error:
+            logger.log_test_error(str(error))
+        except (KeyboardInterrupt, Terminated):
+            outcome, message, code = _interruption(signals, driver, stage)
+            logger.log_test_error(message)
+        if driver is None:
+            artifact_errors = _write_early_artifacts(out_dir, logger, redactor, outcome, started)
+        else:
+            artifact_errors = driver.artifact_errors
+    for problem in artifact_errors:
+        _error(redactor.redact(problem))
+    if artifact_errors and code == 0:
         code = EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(
-        f"vmtest: {driver.outcome if driver else 'failed'} in {format_seconds(time.monotonic() - started)}; "
-        f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})",
+        f"vmtest: {outcome} in {format_seconds(time.monotonic() - started)}; "
+        f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})"
+        + (f"; {len(artifact_errors)} artifact(s) could not be written" if artifact_errors else ""),
         file=sys.stderr,
     )
     return code
+
+
+class _Ended(Exception):
+    """The run ended early; its outcome was already recorded."""
+
+
+def _run_driver(driver: Driver, args: argparse.Namespace, signals: RunSignals,
+                script_path: Path) -> tuple[str, int]:
+    """Run the testScript (or the shell) on ``driver``; returns the outcome and the exit status."""
+    logger = driver.logger
+    try:
+        if args.interactive:
+            from vmtest.portable.runtime.repl import interact
+            interact(driver)
+        else:
+            driver.run_tests()
+        return "passed", 0
+    except (KeyboardInterrupt, Terminated):
+        outcome, message, code = _interruption(signals, driver, "")
+        logger.log_test_error(message)
+        return outcome, code
+    except (AssertionError, MachineError) as error:  # helpers' failures are AssertionErrors too
+        frames = script_traceback(error, script_path)
+        logger.log_test_error(f"{type(error).__name__}: {error}" + (f"\n{frames}" if frames else ""))
+        return ("timed out" if driver.timed_out else "failed"), EXIT_FAILED
+    except Exception as error:
+        logger.log_test_error("testScript crashed:\n" + "".join(traceback.format_exception(error)))
+        return "crashed", EXIT_FAILED
 
 
 def build(args: argparse.Namespace) -> int:
@@ -151,15 +219,20 @@ def build(args: argparse.Namespace) -> int:
     except (RecipeError, ImageBuildError) as error:
         _error(str(error))
         return EXIT_BAD_INPUT
-    for path, recipe in zip(args.recipes, recipes, strict=True):
-        try:
-            started = time.monotonic()
-            image = build_image(recipe)
-        except (RecipeError, ImageBuildError) as error:
-            _error(str(error))
-            return EXIT_BAD_INPUT
-        print(json.dumps({"recipe": path, "image": str(image.directory),
-                          "seconds": round(time.monotonic() - started, 2)}))
+    with RunSignals(note=_error) as signals:
+        for path, recipe in zip(args.recipes, recipes, strict=True):
+            try:
+                started = time.monotonic()
+                image = build_image(recipe)
+            except (RecipeError, ImageBuildError) as error:
+                _error(str(error))
+                return EXIT_BAD_INPUT
+            except (KeyboardInterrupt, Terminated):
+                _error(f"{signals.first} while building {recipe.path}: the build was stopped and its "
+                       "mounts and files removed; the cache is as it was")
+                return EXIT_INTERRUPTED if signals.first == "SIGINT" else 128 + signal.SIGTERM
+            print(json.dumps({"recipe": path, "image": str(image.directory),
+                              "seconds": round(time.monotonic() - started, 2)}))
     return 0
 
 
@@ -206,6 +279,16 @@ def verdict(args: argparse.Namespace) -> int:
     return 0 if passed else EXIT_FAILED
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be more than 0 seconds")
+    return seconds
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -219,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--interactive", "-I", action="store_true", help="open a ptpython shell")
     run_parser.add_argument("--junit-xml", help="the driver's JUnit report (default: OUT/vmtest-junit.xml)")
     run_parser.add_argument("--global-timeout", type=float, default=3600, metavar="S")
+    run_parser.add_argument("--boot-timeout", type=_seconds, metavar="S",
+                            help="how long a machine may take to reach its backdoor shell once the testScript "
+                                 f"needs it (default: {BOOT_DEADLINE_KVM:.0f} s, {BOOT_DEADLINE_TCG:.0f} s under TCG)")
     run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
                             dest="keep_machine_state")
     run_parser.set_defaults(handler=run)

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from vmtest.errors import ImageBuildError
 from vmtest.portable.image.initramfs import build_initramfs
+from vmtest.portable.image.mounts import remove_build_dir
 from vmtest.portable.image.recipe import Recipe
 from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES
+from vmtest.portable.runtime.process import terminate_group
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
@@ -183,13 +185,21 @@ def _run_timestamped(argv: list[str], log_file: Path, env: dict[str, str]) -> in
     with log_file.open("w") as log:
         log.write("$ " + shlex.join(argv) + "\n")
         log.flush()
+        # Its own session: a terminal's Ctrl-C reaches vmtest only, which stops the whole build
+        # (mmdebstrap and its hooks) and then removes what it left.
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   start_new_session=True)
         assert process.stdout is not None
-        for line in process.stdout:
-            log.write(f"[{time.monotonic() - started:7.1f}s] {line}")
-            log.flush()
-        return process.wait()
+        try:
+            for line in process.stdout:
+                log.write(f"[{time.monotonic() - started:7.1f}s] {line}")
+                log.flush()
+            return process.wait()
+        except BaseException:
+            terminate_group(process, grace=10)
+            log.write(f"[{time.monotonic() - started:7.1f}s] vmtest: build stopped\n")
+            raise
 
 
 def _disk_usage_mb(root: Path) -> int:
@@ -248,7 +258,7 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
             )
             if mkfs.returncode != 0:
                 raise ImageBuildError(f"recipe {recipe.path}: mke2fs failed: {mkfs.stderr.strip()}")
-            shutil.rmtree(rootfs)
+            remove_build_dir(rootfs)
             seconds = time.monotonic() - started
             (work / "image.json").write_text(json.dumps({
                 "recipe": str(recipe.path), "name": recipe.name, "suite": recipe.suite,
@@ -258,11 +268,9 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
             }, indent=2))
             work.rename(directory)
         except BaseException:
-            shutil.rmtree(work / "rootfs", ignore_errors=True)
-            failed = directory.parent / f"failed-{directory.name}"
-            shutil.rmtree(failed, ignore_errors=True)
-            if work.exists():
-                work.rename(failed)
+            # Whatever ended the build (a failure, SIGINT, SIGTERM), the cache is left as it was:
+            # no mounts, no work directory, no partial image. The build log stays in logs/.
+            remove_build_dir(work)
             raise
         say(f"vmtest: built {recipe.name} in {seconds:.0f} s -> {directory}")
         return Image(directory, recipe, kernel_version)

@@ -216,6 +216,38 @@ def _user_specs(path: Path, raw: object) -> tuple[UserSpec, ...]:
     return tuple(users)
 
 
+# [vm] settings: (type, lowest, highest); the same bounds hold for a machine spec's overrides.
+VM_LIMITS: dict[str, tuple[type, int, int]] = {
+    "memory_mb": (int, 128, 262144),
+    "cores": (int, 1, 64),
+    "disk_free_mb": (int, 0, 1048576),
+    "graphics": (bool, 0, 1),
+}
+
+
+def check_vm_value(origin: str, key: str, value: object) -> None:
+    """Raise RecipeError (``origin: vm.key: …`` with the allowed range) unless ``value`` fits ``key``."""
+    if key not in VM_LIMITS:
+        raise RecipeError(f"{origin}: vm.{key}: unknown key (known: {', '.join(VM_LIMITS)})")
+    kind, lowest, highest = VM_LIMITS[key]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{origin}: vm.{key}: {value!r} is not true or false")
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RecipeError(f"{origin}: vm.{key}: {value!r} is not a whole number (allowed: {lowest} to {highest})")
+    if not lowest <= value <= highest:
+        raise RecipeError(f"{origin}: vm.{key}: {value} is out of range (allowed: {lowest} to {highest})")
+
+
+def _vm_spec(path: Path, raw: object) -> VmSpec:
+    if not isinstance(raw, dict):
+        raise _fail(path, "vm", "expected a table")
+    for key, value in raw.items():
+        check_vm_value(f"recipe {path}", key, value)
+    return VmSpec(**raw)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Load and validate a recipe file; raises RecipeError naming the recipe and the item."""
     path = Path(path).resolve()
@@ -242,13 +274,7 @@ def load_recipe(path: str | Path) -> Recipe:
         for unit in names:
             if not _UNIT.match(unit):
                 raise _fail(path, f"{key}: {unit!r}", "not a systemd unit name (e.g. nginx.service)")
-    vm_raw = data.get("vm", {})
-    if not isinstance(vm_raw, dict):
-        raise _fail(path, "vm", "expected a table")
-    try:
-        vm = VmSpec(**vm_raw)
-    except TypeError as error:
-        raise _fail(path, "vm", str(error)) from None
+    vm = _vm_spec(path, data.get("vm", {}))
     users = _user_specs(path, data.get("users", []))
     for user in users:
         for group in user.groups:

@@ -212,6 +212,8 @@ class BaseMachine:
             nonlocal last
             last = self.get_unit_info(unit, user)
             state = last["ActiveState"]
+            if last.get("LoadState") == "not-found":
+                raise fail("does not exist (no such unit: LoadState=not-found)")
             if state == "failed":
                 raise fail("reached state 'failed'")
             if state == "inactive":

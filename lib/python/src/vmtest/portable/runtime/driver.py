@@ -8,10 +8,10 @@ vde_switch it started and writes the JUnit report and ``vmtest-run.json``.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import os
 import platform
-import re
 import shutil
 import tempfile
 import threading
@@ -28,11 +28,18 @@ from typing import Any
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.portable.runtime.logger import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.namespace import identifier
 from vmtest.portable.runtime.polling import PollingCondition
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
+from vmtest.portable.runtime.signals import shielded
 from vmtest.portable.runtime.vlan import VLan
+from vmtest.redaction import Redactor
 from vmtest.timeouts import format_seconds
 from vmtest.waiting import retry
+
+# How long a machine may take from the testScript first needing it to its backdoor shell.
+BOOT_DEADLINE_KVM = 120.0
+BOOT_DEADLINE_TCG = 600.0
 
 
 class GlobalTimeoutReached(Exception):
@@ -44,10 +51,6 @@ class _TestCase(unittest.TestCase):
 
     def runTest(self) -> None:
         return None
-
-
-def _identifier(name: str) -> str:
-    return re.sub(r"\W", "_", name)
 
 
 class Driver:
@@ -64,6 +67,8 @@ class Driver:
         keep_machine_state: bool = False,
         tmp_dir: Path | None = None,
         more_scripts: Sequence[Path] = (),
+        boot_timeout: float | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.tests = test_script
         self.script_path = script_path
@@ -73,12 +78,18 @@ class Driver:
         self.global_timeout = global_timeout
         self.keep_machine_state = keep_machine_state
         self.configs = sorted(machines, key=lambda config: config.name)
+        # One redaction path: every message, report and console log of this run goes through it;
+        # the testScript declares values on the same object (Redactor.for_driver).
+        self.redactor = redactor or Redactor()
+        self.logger.redact = self.redactor.redact
+        self.artifact_errors: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._own_tmp = tmp_dir is None
         self.tmp_dir = tmp_dir or Path(tempfile.mkdtemp(prefix="vmtest-"))
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.polling_conditions: list[PollingCondition] = []
         self.timed_out = False
+        self.timed_out_while = ""
         self.started_at = time.monotonic()
         self.outcome = "not run"
         self._timer: threading.Timer | None = None
@@ -103,6 +114,8 @@ class Driver:
                         callbacks=[self.check_polling_conditions],
                         boot_panic_retries=1 if config.accelerator.name == "tcg" else 0,
                         boot_nice=config.boot_nice,
+                        boot_timeout=boot_deadline(boot_timeout, config),
+                        redact=self.redactor.redact,
                     )
                 )
         except BaseException:
@@ -130,35 +143,65 @@ class Driver:
         self.terminate()
 
     def terminate(self) -> None:
-        """Kill every machine and VLAN, stop the timer, flush the reports."""
-        # An expired timer interrupts the main thread (interrupt_main) after killing the
-        # machines. The script may already have failed on the dead machines and be here: the
-        # interrupt then lands somewhere in this teardown, which starts over instead of leaving
-        # machines, VLANs or reports behind.
+        """Kill every machine and VLAN, stop the timer, write the reports; signals cannot interrupt it.
+
+        A SIGINT or SIGTERM (or the global timer's interrupt) that arrives meanwhile
+        is logged and ignored. One that lands before the shield is up starts the
+        teardown over: every step is idempotent.
+        """
         while True:
             try:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    if self._timer.is_alive():
-                        self._timer.join()
-                self._tear_down()
+                with shielded(self.logger.warning):
+                    if self._timer is not None:
+                        self._timer.cancel()
+                        if self._timer.is_alive():
+                            self._timer.join()
+                    self._tear_down()
                 return
-            except KeyboardInterrupt:
-                if not self.timed_out:
-                    raise
+            except Exception:
+                raise
+            except BaseException as interrupt:  # KeyboardInterrupt, Terminated
+                self.logger.warning(f"{type(interrupt).__name__} during teardown: starting it over")
 
     def _tear_down(self) -> None:
+        try:
+            for machine in self.machines:
+                try:
+                    machine.release()
+                except Exception as error:  # keep tearing down the others
+                    self.logger.error(f"releasing {machine.name}: {error}")
+            for vlan in self.vlans:
+                try:
+                    vlan.stop()
+                except Exception as error:
+                    self.logger.error(f"stopping vlan{vlan.nr}: {error}")
+            # Each artifact is written on its own: one that fails (a full disk) does not stop the others.
+            self._write_artifact("serial logs (redacted again with every declared value)", self._redact_console_logs)
+            self._write_artifact(f"run record {self.out_dir / 'vmtest-run.json'}", self._write_run_record)
+            self._write_artifact("the loggers' reports (JUnit)", self.logger.close)
+        finally:
+            if self._own_tmp and not self.keep_machine_state:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def _write_artifact(self, what: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as error:
+            message = f"could not write {what}: {error.strerror or error}" + (
+                f" ({error.filename})" if error.filename else "")
+            if message not in self.artifact_errors:
+                self.artifact_errors.append(message)
+            with contextlib.suppress(Exception):
+                self.logger.error(message)
+
+    def _redact_console_logs(self) -> None:
         for machine in self.machines:
-            try:
-                machine.release()
-            except Exception as error:  # keep tearing down the others
-                self.logger.error(f"releasing {machine.name}: {error}")
-        for vlan in self.vlans:
-            vlan.stop()
-        self._write_run_record()
-        self.logger.close()
-        if self._own_tmp and not self.keep_machine_state:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            path = machine.console_log_path
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                redacted = self.redactor.redact(text)
+                if redacted != text:
+                    path.write_text(redacted)
 
     def _write_run_record(self) -> None:
         record = {
@@ -167,6 +210,7 @@ class Driver:
             "global_timeout_seconds": self.global_timeout,
             "timed_out": self.timed_out,
             "host": platform.machine(),
+            "artifact_errors": self.artifact_errors,
             "machines": {
                 config.name: {
                     "arch": config.arch,
@@ -186,7 +230,7 @@ class Driver:
                 for config, machine in zip(self.configs, self.machines, strict=False)
             },
         }
-        (self.out_dir / "vmtest-run.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_run_record(self.out_dir, record, self.redactor)
 
     # -- the testScript namespace ---------------------------------------------------------------
 
@@ -215,7 +259,7 @@ class Driver:
             "Machine": QemuMachine,
             "t": _TestCase(),
         }
-        symbols.update({_identifier(machine.name): machine for machine in self.machines})
+        symbols.update({identifier(machine.name): machine for machine in self.machines})
         if len(self.machines) == 1:
             symbols["machine"] = self.machines[0]
         symbols.update({f"vlan{vlan.nr}": vlan for vlan in self.vlans})
@@ -264,8 +308,10 @@ class Driver:
 
         def expire() -> None:
             self.timed_out = True
+            self.timed_out_while = self.logger.doing()
             self.logger.error(
-                f"global timeout of {format_seconds(self.global_timeout)} reached: killing every machine"
+                f"global timeout of {format_seconds(self.global_timeout)} reached {self.timed_out_while}: "
+                "killing every machine"
             )
             for machine in self.machines:
                 machine.release()
@@ -337,6 +383,18 @@ class Driver:
             return condition
 
         return wrap(fun_) if fun_ is not None else wrap
+
+
+def boot_deadline(configured: float | None, config: MachineConfig) -> float:
+    """The boot deadline of ``config``'s machine: ``configured``, else a default scaled for TCG."""
+    if configured is not None:
+        return configured
+    return BOOT_DEADLINE_TCG if config.accelerator.name == "tcg" else BOOT_DEADLINE_KVM
+
+
+def write_run_record(out_dir: Path, record: dict[str, Any], redactor: Redactor) -> None:
+    """Write ``vmtest-run.json`` (redacted) into ``out_dir``."""
+    (out_dir / "vmtest-run.json").write_text(redactor.redact(json.dumps(record, indent=2)) + "\n")
 
 
 def script_traceback(error: BaseException, script_path: Path | None) -> str:

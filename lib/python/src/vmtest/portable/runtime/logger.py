@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -110,6 +110,7 @@ class JunitLogger:
         self._current: TestCase | None = None
         self._current_output: list[str] = []
         self.extra_suites: list[TestSuite] = []
+        self.redact: Callable[[str], str] = _unchanged
 
     def _output(self) -> list[str]:
         return self._current_output if self._current is not None else self._main_output
@@ -172,7 +173,7 @@ class JunitLogger:
         self._main.stdout = "\n".join(self._main_output)
         suite = TestSuite(self.suite_name, [self._main, *self.cases], properties=dict(self.properties))
         report: str = to_xml_report_string([suite, *self.extra_suites])
-        return report
+        return self.redact(report)
 
     def close(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,36 +182,66 @@ class JunitLogger:
         temporary.replace(self.path)
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 class CompositeLogger:
-    """Fans every call out to several loggers, like the upstream ``CompositeLogger``."""
+    """Fans every call out to several loggers, like the upstream ``CompositeLogger``.
+
+    Every message passes ``redact`` first (the run's redactor, set by the driver),
+    and loggers with a ``redact`` of their own (JUnit) get it for what they write.
+    The sections open right now are kept, so that a timeout can say what was running.
+    """
 
     def __init__(self, loggers: list[AbstractLogger]) -> None:
         self.loggers = loggers
+        self._redact: Callable[[str], str] = _unchanged
+        self._open: list[tuple[str, float]] = []
+
+    @property
+    def redact(self) -> Callable[[str], str]:
+        return self._redact
+
+    @redact.setter
+    def redact(self, redact: Callable[[str], str]) -> None:
+        self._redact = redact
+        for logger in self.loggers:
+            if hasattr(logger, "redact"):
+                logger.redact = redact
 
     def add(self, logger: AbstractLogger) -> None:
+        if hasattr(logger, "redact"):
+            logger.redact = self._redact
         self.loggers.append(logger)
 
     def log(self, message: str, attributes: dict[str, str] | None = None) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.log(message, attributes)
 
     def info(self, message: str) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.info(message)
 
     def warning(self, message: str) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.warning(message)
 
     def error(self, message: str) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.error(message)
 
     def log_test_error(self, message: str) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.log_test_error(message)
 
     def log_serial(self, message: str, machine: str) -> None:
+        message = self._redact(message)
         for logger in self.loggers:
             logger.log_serial(message, machine)
 
@@ -218,18 +249,39 @@ class CompositeLogger:
         for logger in self.loggers:
             logger.print_serial_logs(enable)
 
+    def _track(self, stack: ExitStack, message: str, attributes: dict[str, str] | None) -> ExitStack:
+        entry = (_prefix(attributes) + message, time.monotonic())
+        self._open.append(entry)
+        stack.callback(lambda: self._open.remove(entry) if entry in self._open else None)
+        return stack
+
+    def doing(self) -> str:
+        """What the run is doing right now, innermost section last (``while …``), or ``""``."""
+        now = time.monotonic()
+        sections = [f"{message} (for {now - started:.1f} s)" for message, started in self._open[-3:]]
+        return ("while " + " > ".join(sections)) if sections else ""
+
     def nested(self, message: str, attributes: dict[str, str] | None = None) -> ExitStack:
+        message = self._redact(message)
         stack = ExitStack()
         for logger in self.loggers:
             stack.enter_context(logger.nested(message, attributes))
-        return stack
+        return self._track(stack, message, attributes)
 
     def subtest(self, name: str, attributes: dict[str, str] | None = None) -> ExitStack:
+        name = self._redact(name)
         stack = ExitStack()
         for logger in self.loggers:
             stack.enter_context(logger.subtest(name, attributes))
-        return stack
+        return self._track(stack, f"subtest: {name}", attributes)
 
     def close(self) -> None:
+        """Close every logger; each one is attempted even when an earlier one fails (then re-raised)."""
+        failure: OSError | None = None
         for logger in self.loggers:
-            logger.close()
+            try:
+                logger.close()
+            except OSError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure

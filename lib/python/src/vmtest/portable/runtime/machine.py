@@ -55,6 +55,8 @@ class QemuMachine(MonitorMachine):
         callbacks: list[Callable[[], Any]] | None = None,
         boot_panic_retries: int = 0,
         boot_nice: int = 0,
+        boot_timeout: float | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.tmp_dir = Path(tmp_dir)
@@ -92,6 +94,9 @@ class QemuMachine(MonitorMachine):
         self.boot_panic_retries = boot_panic_retries
         self.boot_panics: list[str] = []
         self.boot_nice = boot_nice
+        self.boot_timeout = boot_timeout
+        self.redact = redact or (lambda text: text)
+        self.serial_write_error: str | None = None
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -127,7 +132,7 @@ class QemuMachine(MonitorMachine):
                     raise MachineError(
                         f"{self.name}: QEMU exited with status {self.process.returncode} before "
                         f"connecting its {what} socket; console log: {self.console_log_path}\n"
-                        + "\n".join(self._console_lines[-20:])
+                        + self.console_tail(20)
                     ) from None
                 if deadline.expired():
                     raise MachineError(
@@ -200,15 +205,48 @@ class QemuMachine(MonitorMachine):
         end_boot_priority(self.pid, self.log)
 
     def _read_serial(self) -> None:
+        # This thread must keep draining QEMU's output whatever happens to the log file: QEMU
+        # blocks once the pipe is full. A failed write (a full disk) is reported once.
         assert self.process is not None and self.process.stdout is not None
-        with self.console_log_path.open("a", encoding="utf-8", errors="replace") as log:
+        log = self._open_console_log()
+        try:
             for raw in iter(self.process.stdout.readline, b""):
                 line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
                 self._console_lines.append(line)
                 self._console_queue.put(line)
-                log.write(line + "\n")
-                log.flush()
+                if log is not None:
+                    try:
+                        log.write(self.redact(line) + "\n")
+                        log.flush()
+                    except OSError as error:
+                        self._serial_log_failed(error)
+                        with contextlib.suppress(OSError):
+                            log.close()
+                        log = None
                 self.log_serial(line)
+        finally:
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    log.close()
+
+    def _open_console_log(self) -> Any:
+        try:
+            return self.console_log_path.open("a", encoding="utf-8", errors="replace")
+        except OSError as error:
+            self._serial_log_failed(error)
+            return None
+
+    def _serial_log_failed(self, error: OSError) -> None:
+        self.serial_write_error = f"{self.console_log_path}: {error.strerror or error}"
+        self.log(f"WARNING: cannot write the console log {self.serial_write_error}; "
+                 "its lines are kept in memory for error messages only")
+
+    def console_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` console lines, indented, preceded by a kernel panic line if one scrolled out."""
+        tail = self._console_lines[-lines:]
+        panics = [line for line in self._console_lines[:-lines] if "Kernel panic" in line]
+        shown = ([panics[0], "  …"] if panics and not any("Kernel panic" in line for line in tail) else []) + tail
+        return self.redact("\n".join(f"  {line}" for line in shown))
 
     def _wait_for_monitor_prompt(self) -> str:
         assert self.monitor is not None
@@ -257,10 +295,19 @@ class QemuMachine(MonitorMachine):
         self.start()
         self._end_boot_priority()
         assert self.shell is not None and self.process is not None and self.started_at is not None
+        deadline = Deadline(self.boot_timeout) if self.boot_timeout else None
         received = b""
         while MARKER not in received:
-            ready, _, _ = select.select([self.shell], [], [], 30)
+            wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline.remaining()))
+            ready, _, _ = select.select([self.shell], [], [], wait)
             if not ready:
+                if deadline is not None and deadline.expired():
+                    raise MachineError(
+                        f"{self.name}: the backdoor shell did not connect within the boot deadline of "
+                        f"{format_seconds(deadline.limit)} ({format_seconds(time.monotonic() - self.started_at)} "
+                        f"after start; set it with --boot-timeout). Console log: {self.console_log_path}. "
+                        f"Last console lines:\n{self.console_tail()}"
+                    )
                 self.log(
                     f"Guest root shell did not produce any data yet after "
                     f"{format_seconds(time.monotonic() - self.started_at)}..."
@@ -281,11 +328,10 @@ class QemuMachine(MonitorMachine):
                 status = None
         self.connected = False
         elapsed = format_seconds(time.monotonic() - self.started_at) if self.started_at else "?"
-        tail = "\n".join(f"  {line}" for line in self._console_lines[-15:])
         return MachineError(
             f"{self.name}: the VM's shell closed {doing} ({elapsed} after start; "
             f"QEMU exit status {status if status is not None else 'unknown, still running'}). "
-            f"Console log: {self.console_log_path}. Last console lines:\n{tail}"
+            f"Console log: {self.console_log_path}. Last console lines:\n{self.console_tail()}"
         )
 
     def _read_line_block(self, doing: str) -> bytes:

@@ -8,9 +8,10 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def terminate_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+def terminate_group(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
     """SIGTERM ``process``'s process group, SIGKILL it after ``grace`` seconds, and reap it.
 
     The runtime starts every child in its own session, so the group also holds

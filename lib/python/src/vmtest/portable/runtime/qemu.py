@@ -113,7 +113,7 @@ mkdir -p "$TMPDIR/xchg"
 exec {argv} \\
   -append "{params} ${{QEMU_KERNEL_PARAMS:-}}" \\
   -drive "file=$disk,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \\
-  -netdev "user,id=user.0,restrict=on${{QEMU_NET_OPTS:+,$QEMU_NET_OPTS}}" \\
+  -netdev "user,id=user.0,restrict=on,ipv6=off${{QEMU_NET_OPTS:+,$QEMU_NET_OPTS}}" \\
   -device virtio-net-pci,netdev=user.0,mac={USER_NET_MAC} \\
 {vlan_lines}  -virtfs "local,path=$SHARED_DIR,security_model=none,mount_tag=shared" \\
   -virtfs "local,path=$TMPDIR/xchg,security_model=none,mount_tag=xchg" \\

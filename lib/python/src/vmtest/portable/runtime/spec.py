@@ -17,7 +17,7 @@ from pathlib import Path
 from vmtest.errors import RecipeError
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
-from vmtest.portable.image.recipe import Recipe, load_recipe
+from vmtest.portable.image.recipe import Recipe, check_vm_value, load_recipe
 from vmtest.portable.runtime.qemu import MachineConfig
 
 _MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -60,6 +60,9 @@ def _from_table(path: Path) -> list[MachineSpec]:
         vlans = table.get("vlans", [1])
         if not isinstance(vlans, list) or not all(isinstance(v, int) and 1 <= v <= 255 for v in vlans):
             raise RecipeError(f"{origin}: vlans must be a list of numbers 1-255, got {vlans!r}")
+        for key in ("memory_mb", "cores"):
+            if key in table:
+                check_vm_value(origin, key, table[key])
         boot_nice = table.get("boot_nice", 0)
         if not isinstance(boot_nice, int) or isinstance(boot_nice, bool) or not 0 <= boot_nice <= 19:
             raise RecipeError(f"{origin}: boot_nice must be a nice value 0-19, got {boot_nice!r}")
