@@ -15,7 +15,6 @@ out = Path(driver.out_dir)  # the driver's namespace
 CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"]
 MOCKS = {"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880}  # unit: port
 HEALTHY = {"status": "ok", "database": "ok"}
-report = Report(out, name="alicia-e2e")
 # The run's own redactor on the portable runtime (every artifact and message goes through it);
 # a fresh one under the NixOS driver, for what the helpers write.
 redactor = logs.Redactor.for_driver(driver)
@@ -23,6 +22,7 @@ redactor.add(
     # the seed's test secrets, declared up front so they are redacted even if the server dies early
     "test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=",
 )
+report = Report(out, name="alicia-e2e", redactor=redactor)
 
 
 def alicia_server_sources(unit: str = "alicia.service") -> list[logs.LogSource]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,6 +45,26 @@ def vm_processes() -> list[str]:
         if not stat.startswith("Z") and ("qemu-system" in args or "vde_switch" in args):
             live.append(f"{pid} {args}")  # not the state: R/S flips while a process lives
     return live
+
+
+def secret_forms(secret: str) -> dict[str, str]:
+    """How ``secret`` may appear in an artifact, spelt out here independently of vmtest.redaction."""
+    return {
+        "plain": secret,
+        "URL-encoded": urllib.parse.quote(secret, safe=""),
+        "base64": base64.b64encode(secret.encode()).decode(),
+        "JSON-escaped": json.dumps(secret)[1:-1].replace("/", "\\/"),
+    }
+
+
+def secret_hits(directory: Path, secrets: Iterable[str], extra: Mapping[str, str] | None = None) -> list[str]:
+    """``where: form`` for every secret found in any file under ``directory`` (gzip opened) or in ``extra``."""
+    texts = {str(path): path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+    texts = {name: gzip.decompress(data) if name.endswith(".gz") else data for name, data in texts.items()}
+    texts.update({name: text.encode() for name, text in (extra or {}).items()})
+    return [f"{name}: {form} {secret[:6]}…" for secret in secrets
+            for form, encoded in secret_forms(secret).items()
+            for name, data in texts.items() if encoded.encode() in data]
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from vmtest.machine_api import Machine
+from vmtest.redaction import Redactor
 from vmtest.units import accelerator_from_virt, detect_virt, failed_units, observe_units
 
 
@@ -47,6 +48,8 @@ class Report:
     guest_suites: list[TestSuite] = field(default_factory=list)
     observations: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    # Both files pass it on their way out (the run's own, from Redactor.for_driver, on the portable runtime).
+    redactor: Redactor = field(default_factory=Redactor)
 
     @contextmanager
     def case(self, name: str) -> Iterator[None]:
@@ -160,7 +163,7 @@ class Report:
         paths = (self.out_dir / junit_name, self.out_dir / summary_name)
         for path, text in zip(paths, (self.junit_xml(), json.dumps(self.summary(), indent=2) + "\n"), strict=True):
             temporary = path.with_suffix(path.suffix + ".tmp")
-            temporary.write_text(text)
+            temporary.write_text(self.redactor.redact(text))
             temporary.replace(path)
         return paths
 

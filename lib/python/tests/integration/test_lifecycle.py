@@ -30,6 +30,9 @@ def vmtest_cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.fault(fault='QEMU killed while a command runs',
+                   handling="MachineError naming the machine, the command, QEMU's exit status and the "
+                            "console's last lines")
 def test_vm_killed_mid_command_gives_a_clear_error(make_driver: Callable[..., Driver]) -> None:
     driver = make_driver(f"victim={MINIMAL}")
     machine = driver.machines[0]
@@ -103,6 +106,9 @@ def test_upstream_style_script_runs_unchanged(tmp_path: Path) -> None:
     assert not list(suite.iter("failure"))
 
 
+@pytest.mark.fault(fault='a testScript step fails',
+                   handling="the script's file and line in the message; JUnit with the failed subtest; "
+                            "run record; exit 1")
 def test_failing_script_writes_junit_and_leaves_no_process(tmp_path: Path) -> None:
     before = vm_processes()
     script = tmp_path / "fails.py"
@@ -126,6 +132,8 @@ def test_failing_script_writes_junit_and_leaves_no_process(tmp_path: Path) -> No
     assert vm_processes() == before
 
 
+@pytest.mark.fault(fault='one SIGTERM while a command runs',
+                   handling="'terminated (SIGTERM)', JUnit written, every process reaped, exit 143")
 def test_sigterm_and_global_timeout_reap_everything(tmp_path: Path) -> None:
     before = vm_processes()
     script = tmp_path / "slow.py"
@@ -151,6 +159,8 @@ def test_sigterm_and_global_timeout_reap_everything(tmp_path: Path) -> None:
     assert vm_processes() == before
 
 
+@pytest.mark.fault(fault='a malformed testScript or a missing recipe',
+                   handling='one line with the file and line, exit 2, nothing booted')
 def test_bad_input_is_reported_without_booting(tmp_path: Path) -> None:
     malformed = tmp_path / "malformed.py"
     malformed.write_text("start_all()\nif True\n    pass\n")
@@ -168,6 +178,8 @@ def test_bad_input_is_reported_without_booting(tmp_path: Path) -> None:
     assert process.returncode == 2 and "recipe /nonexistent/recipe.toml: file not found" in output
 
 
+@pytest.mark.fault(fault='a recipe names a package Debian does not have',
+                   handling='the recipe, the package and the suite named; exit 2')
 def test_unknown_package_names_recipe_and_package(tmp_path: Path) -> None:
     recipe = tmp_path / "typo.toml"
     recipe.write_text('suite = "trixie"\npackages = ["nginx-lite-does-not-exist"]\n')

@@ -86,6 +86,8 @@ def test_wait_until_succeeds_and_fails(machine: QemuMachine) -> None:
         machine.wait_until_succeeds("test -e /nonexistent", timeout=2)
 
 
+@pytest.mark.fault(fault='a unit the testScript waits for fails',
+                   handling="fails at once (not at the timeout) with the unit's state and journal")
 def test_wait_for_unit_fails_fast_on_failed_unit(machine: QemuMachine) -> None:
     machine.execute("systemctl start broken.service")
     started = time.monotonic()
@@ -98,8 +100,21 @@ def test_wait_for_unit_fails_fast_on_failed_unit(machine: QemuMachine) -> None:
 
 
 def test_wait_for_unit_fails_on_inactive_unit_without_jobs(machine: QemuMachine) -> None:
+    machine.succeed("mkdir -p /run/systemd/system",
+                    "printf '[Service]\\nExecStart=/bin/true\\n' > /run/systemd/system/vmtest-idle.service",
+                    "systemctl daemon-reload")
     with pytest.raises(RequestedAssertionFailed, match="inactive and there are no pending jobs"):
-        machine.wait_for_unit("vmtest-never-started.service", timeout=600)
+        machine.wait_for_unit("vmtest-idle.service", timeout=600)
+
+
+@pytest.mark.fault(fault="`wait_for_unit` on a unit that does not exist",
+                   handling="fails at once: the unit 'does not exist (no such unit: LoadState=not-found)'")
+def test_wait_for_unit_says_no_such_unit(machine: QemuMachine) -> None:
+    started = time.monotonic()
+    with pytest.raises(RequestedAssertionFailed) as raised:
+        machine.wait_for_unit("vmtest-never-defined.service", timeout=600)
+    assert time.monotonic() - started < 30
+    assert "unit 'vmtest-never-defined.service' does not exist (no such unit" in str(raised.value)
 
 
 def test_systemd_helpers(machine: QemuMachine) -> None:

@@ -26,6 +26,8 @@ class _Hello(BaseHTTPRequestHandler):
         return None
 
 
+@pytest.mark.fault(fault="a guest tries to reach the host or the internet",
+                   handling="no default route (IPv4 or IPv6: user-net has ipv6=off), restrict=on: nothing arrives")
 def test_vlan_names_block_and_isolation(make_driver: Callable[..., Driver]) -> None:
     driver = make_driver(f"alpha={RECIPES / 'minimal.toml'}", f"beta={RECIPES / 'minimal.toml'}")
     driver.start_all()
@@ -51,6 +53,7 @@ def test_vlan_names_block_and_isolation(make_driver: Callable[..., Driver]) -> N
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # the control: the server does answer on the host
         assert alpha.succeed("ip route show default") == ""
+        assert alpha.succeed("ip -6 route show default") == "", "user-net runs with ipv6=off: no RA, no route"
         assert "unreachable" in alpha.fail("ip route get 192.0.2.1 2>&1")
         alpha.succeed("ip route add default via 10.0.2.2")
         status, output = alpha.execute(f"curl -s --max-time 5 http://10.0.2.2:{port}/ 2>&1")

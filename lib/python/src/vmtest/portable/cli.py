@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     driver: Driver | None = None
     outcome, code, stage = "failed", EXIT_FAILED, " while building the images"
     artifact_errors: list[str] = []
-    with RunSignals(note=logger.warning) as signals:
+    with RunSignals() as signals:
         try:
             try:
                 configs = configure_machines(specs)
@@ -170,16 +170,16 @@ def run(args: argparse.Namespace) -> int:
             artifact_errors = _write_early_artifacts(out_dir, logger, redactor, outcome, started)
         else:
             artifact_errors = driver.artifact_errors
-    for problem in artifact_errors:
-        _error(redactor.redact(problem))
-    if artifact_errors and code == 0:
-        code = EXIT_FAILED
-    print(
-        f"vmtest: {outcome} in {format_seconds(time.monotonic() - started)}; "
-        f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})"
-        + (f"; {len(artifact_errors)} artifact(s) could not be written" if artifact_errors else ""),
-        file=sys.stderr,
-    )
+        for problem in artifact_errors:
+            _error(redactor.redact(problem))
+        if artifact_errors and code == 0:
+            code = EXIT_FAILED
+        print(
+            f"vmtest: {outcome} in {format_seconds(time.monotonic() - started)}; "
+            f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})"
+            + (f"; {len(artifact_errors)} artifact(s) could not be written" if artifact_errors else ""),
+            file=sys.stderr,
+        )
     return code
 
 
@@ -219,7 +219,7 @@ def build(args: argparse.Namespace) -> int:
     except (RecipeError, ImageBuildError) as error:
         _error(str(error))
         return EXIT_BAD_INPUT
-    with RunSignals(note=_error) as signals:
+    with RunSignals() as signals:
         for path, recipe in zip(args.recipes, recipes, strict=True):
             try:
                 started = time.monotonic()

@@ -151,7 +151,7 @@ class Driver:
         """
         while True:
             try:
-                with shielded(self.logger.warning):
+                with shielded():
                     if self._timer is not None:
                         self._timer.cancel()
                         if self._timer.is_alive():

@@ -7,10 +7,14 @@ ignored, because the teardown that is now running must reap every QEMU and
 vde_switch and write the artifacts. ``shielded`` does the same for one block
 (``Driver.terminate``) for callers that install no handlers of their own.
 Signal handlers can only be set in the main thread; elsewhere both do nothing.
+The handlers say what they ignored straight on stderr (``os.write``): a handler that
+took the loggers' lock could deadlock the main thread it interrupted inside a log call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +23,6 @@ from types import FrameType, TracebackType
 from typing import Any
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-Note = Callable[[str], None]
 
 
 class Terminated(BaseException):
@@ -30,22 +33,28 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _noting_handler(note: Note, received: list[int]) -> Callable[[int, FrameType | None], None]:
+def say(message: str) -> None:
+    """Write ``vmtest: message`` on stderr without any lock (safe in a signal handler)."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"vmtest: {message}\n".encode())
+
+
+def _noting_handler(received: list[int]) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        note(f"{signal.Signals(signum).name} ignored: tearing down (every QEMU and vde_switch is being "
-             "stopped and the artifacts written)")
+        say(f"{signal.Signals(signum).name} ignored: tearing down (every QEMU and vde_switch is being "
+            "stopped and the artifacts written)")
     return handler
 
 
 @contextmanager
-def shielded(note: Note) -> Iterator[list[int]]:
+def shielded() -> Iterator[list[int]]:
     """Within the block SIGINT and SIGTERM are noted and ignored; yields the signals that arrived."""
     received: list[int] = []
     if not _in_main_thread():
         yield received
         return
-    handler = _noting_handler(note, received)
+    handler = _noting_handler(received)
     previous = {signum: signal.signal(signum, handler) for signum in HANDLED}
     try:
         yield received
@@ -57,8 +66,7 @@ def shielded(note: Note) -> Iterator[list[int]]:
 class RunSignals:
     """Handlers for one run: the first SIGINT/SIGTERM raises, every later one is noted and ignored."""
 
-    def __init__(self, note: Note) -> None:
-        self.note = note
+    def __init__(self) -> None:
         self.received: list[int] = []
         self._previous: dict[int, Any] = {}
 
@@ -70,8 +78,8 @@ class RunSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
         if len(self.received) > 1:
-            self.note(f"{signal.Signals(signum).name} ignored: already stopping after "
-                      f"{signal.Signals(self.received[0]).name}")
+            say(f"{signal.Signals(signum).name} ignored: already stopping after "
+                f"{signal.Signals(self.received[0]).name}")
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt()
@@ -84,5 +92,8 @@ class RunSignals:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        # A run a signal stopped is ending: later signals are ignored by the kernel (SIG_IGN, which
+        # the interpreter keeps through its finalization) so that they cannot cut its exit short
+        # or change its exit status. Otherwise the previous handlers come back.
         for signum, old in self._previous.items():
-            signal.signal(signum, old)
+            signal.signal(signum, signal.SIG_IGN if self.received else old)

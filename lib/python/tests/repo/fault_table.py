@@ -1,0 +1,80 @@
+"""README's fault table, made from the tests' ``@pytest.mark.fault(fault=…, handling=…)`` marks.
+
+    python -m tests.repo.fault_table --write    (from lib/python: rewrites the table in README.md)
+
+The table sits between two markers in README.md; tests/repo/test_fault_table.py fails when
+it differs from what the marks say, so a fault's row and its test cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .repo_checks import REPO
+
+TESTS = REPO / "lib" / "python" / "tests"
+README = REPO / "README.md"
+START = "<!-- fault-table: made by tests/repo/fault_table.py from the fault marks; do not edit -->"
+END = "<!-- end of fault-table -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    fault: str
+    handling: str
+    test: str
+
+
+def _fault_mark(decorator: ast.expr) -> dict[str, str] | None:
+    if not (isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.mark.fault"):
+        return None
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in decorator.keywords if keyword.arg}
+
+
+def rows(tests: Path = TESTS) -> list[Row]:
+    """Every marked test under ``tests``, in file and line order."""
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                mark = _fault_mark(decorator)
+                if mark is not None:
+                    test = f"{path.relative_to(tests).as_posix()}::{node.name}"
+                    found.append(Row(mark["fault"], mark["handling"], test))
+    return found
+
+
+def table(found: list[Row]) -> str:
+    """The Markdown table, between its markers."""
+    lines = [START, "| fault | what vmtest does | test |", "|---|---|---|"]
+    lines += [f"| {row.fault} | {row.handling} | `{row.test}` |" for row in found]
+    return "\n".join([*lines, END])
+
+
+def readme_table(text: str) -> str:
+    """The table as README has it now (markers included), or ``""``."""
+    if START not in text or END not in text:
+        return ""
+    return text[text.index(START):text.index(END) + len(END)]
+
+
+def main(argv: list[str]) -> int:
+    text = README.read_text()
+    current, wanted = readme_table(text), table(rows())
+    if "--write" in argv:
+        if not current:
+            print(f"fault_table: {README} has no table markers", file=sys.stderr)
+            return 2
+        README.write_text(text.replace(current, wanted))
+        return 0
+    print(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
