@@ -18,6 +18,9 @@ packages=(
   kmod               # depmod for the image's kernel modules
   vde2               # vde_switch: one hub per VLAN
   socat              # shell_interact / the interactive shell's terminal
+  tesseract-ocr      # OCR: get_screen_text, get_screen_text_variants, wait_for_text
+  tesseract-ocr-eng  # the English data tesseract reads with (not left to a Recommends)
+  imagemagick        # OCR: the processed variants of a screenshot (magick / convert)
   cpio               # reading initramfs archives (tests, and debugging an image's initrd)
   zstd               # Debian kernels ship zstd-compressed modules
   systemd            # systemctl --root: unit presets of a foreign image, replayed natively

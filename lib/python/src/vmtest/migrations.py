@@ -19,6 +19,16 @@ from vmtest.machine_api import Machine
 
 _FILE = re.compile(r"^(\d+)_(.+)\.(up|down)\.sql$")
 _PSQL_ERROR = re.compile(r"^psql:(?P<file>[^:]+):(?P<line>\d+): ERROR:\s+(?P<error>.*)$", re.MULTILINE)
+# journalctl's short and short-iso prefixes: "May 18 10:11:12 host unit[123]: ".
+_JOURNAL_PREFIX = re.compile(
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ [^\s\[:]+(?:\[\d+\])?: ", re.MULTILINE
+)
+# golang-migrate's postgres driver: "migration failed: MSG (column C) in line L: QUERY (details: ERR)",
+# QUERY being the whole file (database/error.go, database/postgres/postgres.go).
+_MIGRATE_ERROR = re.compile(
+    r"migration failed: (?P<error>.+?) in line (?P<line>\d+): (?P<query>.*?) \(details: (?P<details>[^\n]*)\)",
+    re.DOTALL,
+)
 
 
 class MigrationCheckFailed(AssertionError):
@@ -127,7 +137,11 @@ def parse_psql_failure(output: str, fallback_file: str) -> MigrationFailure:
         marker = re.match(r"^psql:[^:]+:\d+: STATEMENT:\s*(.*)$", line)
         if marker:
             statement_lines = [marker.group(1)]
-            statement_lines += [more for more in rest[index + 1:] if not more.startswith("psql:")]
+            # It ends at its semicolon: what follows (in a journal, the tool's own lines) is not part of it.
+            for more in rest[index + 1:]:
+                if statement_lines[-1].rstrip().endswith(";") or more.startswith("psql:"):
+                    break
+                statement_lines.append(more)
             break
     else:
         statement_lines = [line for line in rest if line and not line.startswith(("LINE ", "DETAIL:", "HINT:", "psql:"))
@@ -135,6 +149,32 @@ def parse_psql_failure(output: str, fallback_file: str) -> MigrationFailure:
     statement = " ".join(part.strip() for part in statement_lines if part.strip()) or "(not echoed)"
     error = match.group("error").strip() + (f" ({'; '.join(detail)})" if detail else "")
     return MigrationFailure(match.group("file"), int(match.group("line")), statement[:500], error)
+
+
+def journal_failure(journal: str, failing_file: str) -> MigrationFailure | None:
+    """The last migration error in a migrate unit's journal (psql's or golang-migrate's), or None.
+
+    psql names the file itself; golang-migrate does not, so ``failing_file`` (the
+    dirty version's file) is used, with the statement at the line it reports.
+    """
+    text = _JOURNAL_PREFIX.sub("", journal)
+    psql_errors = list(_PSQL_ERROR.finditer(text))
+    if psql_errors:
+        return parse_psql_failure(text[psql_errors[-1].start():], failing_file)
+    migrate_errors = list(_MIGRATE_ERROR.finditer(text))
+    if not migrate_errors:
+        return None
+    error = migrate_errors[-1]
+    line = int(error.group("line"))
+    query = error.group("query").splitlines()
+    statement = query[line - 1].strip() if 0 < line <= len(query) else " ".join(query).strip()
+    return MigrationFailure(failing_file, line or None, statement[:500] or "(not reported)",
+                            error.group("error").strip())
+
+
+def _unit_journal(machine: Machine, unit: str) -> str:
+    _, journal = machine.execute(f"journalctl --no-pager -b -n 300 -u {shlex.quote(unit)} 2>&1")
+    return journal
 
 
 def apply_files(machine: Machine, database: str, paths: Sequence[str], psql: Psql = Psql()) -> None:
@@ -160,8 +200,14 @@ def apply_file(machine: Machine, database: str, path: str, psql: Psql = Psql()) 
 
 
 def check_applied(machine: Machine, database: str, migrations: Sequence[Migration],
-                  psql: Psql = Psql(), report: MigrationReport | None = None) -> tuple[int, bool]:
-    """The recorded version is the newest file's and not dirty; returns (version, dirty)."""
+                  psql: Psql = Psql(), report: MigrationReport | None = None,
+                  migrate_unit: str | None = None) -> tuple[int, bool]:
+    """The recorded version is the newest file's and not dirty; returns (version, dirty).
+
+    A dirty version raises MigrationCheckFailed naming its file and, from
+    ``migrate_unit``'s journal (the unit ran the file, not this checker), the
+    failing line, statement and error.
+    """
     rows = psql.query(machine, database, "SELECT version, dirty FROM schema_migrations")
     if not rows:
         raise MigrationCheckFailed(f"{machine.name}: {database}.schema_migrations is empty: nothing was applied")
@@ -172,9 +218,17 @@ def check_applied(machine: Machine, database: str, migrations: Sequence[Migratio
     newest = migrations[-1]
     if dirty:
         failed = next((m for m in migrations if m.version == version), None)
+        file = failed.up if failed else f"the file of version {version}"
+        detail = ""
+        if migrate_unit:
+            failure = journal_failure(_unit_journal(machine, migrate_unit), file)
+            detail = (f"\n  {failure}" if failure
+                      else f"\n  (no psql or golang-migrate error in the journal of {migrate_unit})")
+        # Each file runs in one transaction: nothing of it stayed, only the version's dirty flag.
         raise MigrationCheckFailed(
-            f"{machine.name}: {database}.schema_migrations is dirty at version {version}"
-            + (f" ({failed.up} failed part-way)" if failed else "")
+            f"{machine.name}: {database}.schema_migrations is dirty at version {version}: {file} failed "
+            "and was rolled back whole (each file runs in one transaction); the version stays dirty "
+            "until the file is fixed and the version forced" + detail
         )
     if version != newest.version:
         raise MigrationCheckFailed(
@@ -292,7 +346,7 @@ def check_migrations(
     report = MigrationReport(database)
     with machine.nested(f"checking migrations of {database} from {directory}"):
         migrations = list_migrations(machine, directory)
-        check_applied(machine, database, migrations, psql, report)
+        check_applied(machine, database, migrations, psql, report, migrate_unit)
         check_extensions(machine, database, required_extensions, psql, report)
         if round_trip:
             check_round_trip(machine, migrations, extensions=required_extensions, psql=psql, report=report)

@@ -37,6 +37,7 @@ class BaseMachine:
     name: str
     out_dir: Path
     shared_dir: Path
+    state_dir: Path
     logger: AbstractLogger
 
     def execute(self, command: str, check_return: bool = True, check_output: bool = True,
@@ -148,6 +149,10 @@ class BaseMachine:
 
     def stop_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
         return self.systemctl(f"stop {jobname}", user)
+
+    def wait_for_job(self, jobname: str) -> None:
+        """The pre-2026 name of ``wait_for_unit(jobname)`` (default timeout); raises as it does."""
+        self.wait_for_unit(jobname)
 
     def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
         """``systemctl show unit`` as a dict; raises RequestedAssertionFailed if that fails."""
@@ -301,7 +306,17 @@ class BaseMachine:
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
             retry_or_raise(tty_matches, timeout, never_matched)
 
+    def dump_tty_contents(self, tty: str) -> None:
+        """Debugging: copy the text of virtual console ``tty`` into the guest's journal (``systemd-cat``)."""
+        self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
+
     # -- files -----------------------------------------------------------------------------
+
+    def cleanup_statedir(self) -> None:
+        """Delete this machine's state directory (its disk overlay and sockets), as upstream's does."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.log(f"deleting machine state directory {self.state_dir}")
+        self.log("if you want to keep the machine state, pass --keep-machine-state")
 
     def copy_from_host_via_shell(self, source: str, target: str) -> None:
         """Copy a host file into the guest through the shell (no shared folder needed)."""

@@ -53,6 +53,13 @@ class _TestCase(unittest.TestCase):
         return None
 
 
+class NoDebug:
+    """The testScript's ``debug``: upstream's DebugNop (its RemotePdb hook, enableDebugHook, is not offered)."""
+
+    def breakpoint(self) -> None:
+        """Do nothing: there is no debug hook to stop at."""
+
+
 class Driver:
     """Owns the machines, VLANs, loggers and timers of one test run."""
 
@@ -220,10 +227,7 @@ class Driver:
                     "recipe": str(config.image.recipe.path),
                     "kernel": config.image.kernel_version,
                     "vlans": list(config.vlans),
-                    "boot_to_backdoor_seconds": (
-                        round(machine.connected_at - machine.started_at, 2)
-                        if machine.connected_at and machine.started_at else None
-                    ),
+                    "boot_to_backdoor_seconds": _rounded(machine.boot_seconds()),
                     "console_log": str(machine.console_log_path),
                     "boot_panics_retried": machine.boot_panics,
                 }
@@ -258,6 +262,7 @@ class Driver:
             "QemuMachine": QemuMachine,
             "Machine": QemuMachine,
             "t": _TestCase(),
+            "debug": NoDebug(),
         }
         symbols.update({identifier(machine.name): machine for machine in self.machines})
         if len(self.machines) == 1:
@@ -339,12 +344,15 @@ class Driver:
                 machine.wait_for_shutdown()
 
     def create_machine(
-        self, start_command: str, *, name: str | None = None, keep_machine_state: bool = False
+        self, start_command: str, *, name: str | None = None, keep_machine_state: bool = False,
+        keep_vm_state: bool = False,
     ) -> QemuMachine:
-        """An extra machine from a start command (released with the others)."""
+        """An extra machine from a start command (released with the others); ``keep_vm_state`` is the
+        pre-2026 spelling of ``keep_machine_state``."""
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command, logger=self.logger,
             name=name, keep_machine_state=keep_machine_state, callbacks=[self.check_polling_conditions],
+            keep_vm_state=keep_vm_state,
         )
         self.machines.append(machine)
         return machine
@@ -395,6 +403,10 @@ def boot_deadline(configured: float | None, config: MachineConfig) -> float:
 def write_run_record(out_dir: Path, record: dict[str, Any], redactor: Redactor) -> None:
     """Write ``vmtest-run.json`` (redacted) into ``out_dir``."""
     (out_dir / "vmtest-run.json").write_text(redactor.redact(json.dumps(record, indent=2)) + "\n")
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
 
 
 def script_traceback(error: BaseException, script_path: Path | None) -> str:

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,8 +33,9 @@ from vmtest.portable.runtime.logger import AbstractLogger
 from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
 from vmtest.portable.runtime.process import end_boot_priority, set_session_nice, terminate_group
 from vmtest.portable.runtime.qmp import QMPClient
+from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
-from vmtest.waiting import Deadline
+from vmtest.waiting import Deadline, timed_out
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
@@ -41,7 +43,7 @@ __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 QEMU_CONNECT_TIMEOUT = 60.0
 
 
-class QemuMachine(MonitorMachine):
+class QemuMachine(MonitorMachine, X11Machine):
     """A QEMU virtual machine driven through its backdoor root shell."""
 
     def __init__(
@@ -57,6 +59,8 @@ class QemuMachine(MonitorMachine):
         boot_nice: int = 0,
         boot_timeout: float | None = None,
         redact: Callable[[str], str] | None = None,
+        *,
+        keep_vm_state: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.tmp_dir = Path(tmp_dir)
@@ -64,11 +68,12 @@ class QemuMachine(MonitorMachine):
         self.logger = logger
         match = re.search(r"run-(.+)-vm$", start_command)
         self.name = name or (match.group(1) if match else "machine")
-        self.keep_machine_state = keep_machine_state
+        # keep_vm_state: the pre-2026 spelling, accepted as a keyword.
+        self.keep_machine_state = keep_machine_state or keep_vm_state
         self.callbacks = callbacks if callbacks is not None else []
         self.state_dir = self.tmp_dir / f"machine-state-{self.name}"
-        if not keep_machine_state:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if not self.keep_machine_state and self.state_dir.exists():
+            self.cleanup_statedir()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.shared_dir = self.tmp_dir / "shared-xchg"
         self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -86,8 +91,10 @@ class QemuMachine(MonitorMachine):
         self.connected = False
         self.started_at: float | None = None
         self.connected_at: float | None = None
-        self._console_lines: list[str] = []
-        self._console_queue: queue.Queue[str] = queue.Queue()
+        # Upstream's names: every console line since start, and the lines
+        # wait_for_console_text has not consumed yet.
+        self.full_console_log: list[str] = []
+        self.last_lines: queue.Queue[str] = queue.Queue()
         self._shell_lock = threading.RLock()
         self._unread_outputs = 0
         self._monitor_lock = threading.Lock()
@@ -100,6 +107,21 @@ class QemuMachine(MonitorMachine):
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
+
+    @property
+    def keep_vm_state(self) -> bool:
+        """The pre-2026 name of ``keep_machine_state``."""
+        return self.keep_machine_state
+
+    @keep_vm_state.setter
+    def keep_vm_state(self, value: bool) -> None:
+        self.keep_machine_state = value
+
+    def boot_seconds(self) -> float | None:
+        """Seconds from the latest start to the backdoor's answer, or None if it has not answered since."""
+        if self.started_at is None or self.connected_at is None:
+            return None
+        return self.connected_at - self.started_at
 
     def run_callbacks(self) -> None:
         for callback in self.callbacks:
@@ -164,6 +186,9 @@ class QemuMachine(MonitorMachine):
         }
         self.console_log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
+        # A new boot: the previous one's connection time would make boot_seconds() negative.
+        self.connected_at = None
+        self.connected = False
         # nice(1) execs the script, which execs QEMU: one process, and every thread QEMU
         # creates inherits the nice value.
         nice = f"nice -n {self.boot_nice} " if self.boot_nice else ""
@@ -191,7 +216,7 @@ class QemuMachine(MonitorMachine):
         finally:
             monitor_server.close()
             shell_server.close()
-        self._wait_for_monitor_prompt()
+        self.wait_for_monitor_prompt()
         self.qmp_client = QMPClient(self.qmp_path)
         self.booted = True
         self.log(f"QEMU running (pid {self.pid})" + (f", booting at nice {self.boot_nice} until first needed"
@@ -212,8 +237,8 @@ class QemuMachine(MonitorMachine):
         try:
             for raw in iter(self.process.stdout.readline, b""):
                 line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
-                self._console_lines.append(line)
-                self._console_queue.put(line)
+                self.full_console_log.append(line)
+                self.last_lines.put(line)
                 if log is not None:
                     try:
                         log.write(self.redact(line) + "\n")
@@ -243,13 +268,19 @@ class QemuMachine(MonitorMachine):
 
     def console_tail(self, lines: int = 15) -> str:
         """The last ``lines`` console lines, indented, preceded by a kernel panic line if one scrolled out."""
-        tail = self._console_lines[-lines:]
-        panics = [line for line in self._console_lines[:-lines] if "Kernel panic" in line]
+        tail = self.full_console_log[-lines:]
+        panics = [line for line in self.full_console_log[:-lines] if "Kernel panic" in line]
         shown = ([panics[0], "  …"] if panics and not any("Kernel panic" in line for line in tail) else []) + tail
         return self.redact("\n".join(f"  {line}" for line in shown))
 
-    def _wait_for_monitor_prompt(self) -> str:
-        assert self.monitor is not None
+    def wait_for_monitor_prompt(self) -> str:
+        """Read the monitor up to its ``(qemu) `` prompt; returns the raw text.
+
+        Raises MachineError if QEMU is not running or the monitor closes first
+        (upstream returns what it read).
+        """
+        if self.monitor is None:
+            raise MachineError(f"{self.name}: QEMU is not running (waiting for the monitor prompt)")
         answer = b""
         while not answer.endswith(b"(qemu) "):
             chunk = self.monitor.recv(4096)
@@ -271,12 +302,12 @@ class QemuMachine(MonitorMachine):
             return
         with self.nested("waiting for the VM to finish booting"):
             while True:
-                first_line = len(self._console_lines)
+                first_line = len(self.full_console_log)
                 try:
                     self._wait_for_marker()
                     break
                 except MachineError:
-                    panic = [line for line in self._console_lines[first_line:] if "Kernel panic" in line]
+                    panic = [line for line in self.full_console_log[first_line:] if "Kernel panic" in line]
                     if not panic or len(self.boot_panics) >= self.boot_panic_retries:
                         raise
                     self.boot_panics.append(panic[0].strip())
@@ -449,12 +480,12 @@ class QemuMachine(MonitorMachine):
 
     def drain_console_queue(self) -> None:
         """Forget the console lines ``wait_for_console_text`` has not consumed yet."""
-        while not self._console_queue.empty():
-            self._console_queue.get_nowait()
+        while not self.last_lines.empty():
+            self.last_lines.get_nowait()
 
     def get_console_log(self) -> str:
         """Everything the serial console printed so far."""
-        return "\n".join(self._console_lines)
+        return "\n".join(self.full_console_log)
 
     def send_console(self, chars: str) -> None:
         """Type ``chars`` on the serial console."""
@@ -463,28 +494,58 @@ class QemuMachine(MonitorMachine):
         self.process.stdin.flush()
 
     def wait_for_console_text(self, regex: str, timeout: Timeout | None = None) -> str:
-        """Wait for a console line matching ``regex`` (lines already consumed are not seen again)."""
+        """Wait until the console text gathered during this call matches ``regex``; returns the match.
+
+        Upstream's semantics: lines consumed by an earlier call are not seen again, and the
+        pattern is searched in all the text since the call began, so it may span lines
+        (they are joined with ``\\n`` here; the 2026 upstream joins them with nothing).
+        Raises RequestedAssertionFailed after ``timeout`` (None: no limit) and
+        MachineError if QEMU exits first.
+        """
         pattern = re.compile(regex)
-        limit = to_seconds(timeout) if timeout is not None else None
-        started = time.monotonic()
+        deadline = Deadline.of(timeout) if timeout is not None else None
+        gathered: list[str] = []
         with self.nested(f"waiting for {regex} to appear on console"):
             while True:
-                remaining = None if limit is None else limit - (time.monotonic() - started)
-                if remaining is not None and remaining <= 0:
+                if deadline is not None and deadline.expired():
                     raise RequestedAssertionFailed(
-                        f"{self.name}: console text matching {regex!r} did not appear within "
-                        f"{format_seconds(limit or 0)}; console log: {self.console_log_path}"
+                        timed_out(self.name, f"console text matching {regex!r}", deadline.elapsed(),
+                                  deadline.limit)
+                        + f"; last console line: {(gathered or [''])[-1][-300:]!r}; console log: "
+                        f"{self.console_log_path}"
                     )
+                wait = 1.0 if deadline is None else max(0.01, min(deadline.remaining(), 1.0))
                 try:
-                    line = self._console_queue.get(timeout=min(remaining or 1.0, 1.0))
+                    gathered.append(self.last_lines.get(timeout=wait))
                 except queue.Empty:
-                    if self.process is not None and self.process.poll() is not None and self._console_queue.empty():
+                    if self.process is not None and self.process.poll() is not None and self.last_lines.empty():
                         raise MachineError(
-                            f"{self.name}: QEMU exited while waiting for {regex!r} on the console"
+                            f"{self.name}: QEMU exited while waiting for {regex!r} on the console; "
+                            f"console log: {self.console_log_path}"
                         ) from None
                     continue
-                if pattern.search(line):
-                    return line
+                # Take every line already queued before searching: one search per burst.
+                while not self.last_lines.empty():
+                    gathered.append(self.last_lines.get_nowait())
+                match = pattern.search("\n".join(gathered))
+                if match:
+                    return match.group(0)
+
+    def console_interact(self) -> None:
+        """Forward this terminal's input to the serial console until end of input (Ctrl-D) or Ctrl-C.
+
+        For interactive use, as upstream's; the console's output goes to the log as usual.
+        """
+        self.log("Terminal is ready (there is no prompt):")
+        while True:
+            try:
+                char = sys.stdin.buffer.read(1)
+            except KeyboardInterrupt:
+                break
+            if not char:
+                self.log("Closing connection to the console")
+                break
+            self.send_console(char.decode(errors="replace"))
 
     def shell_interact(self, address: str | None = None) -> None:
         """Attach the terminal (or ``address``, a socat address) to the guest's root shell."""
@@ -495,6 +556,22 @@ class QemuMachine(MonitorMachine):
         target = address or "READLINE,prompt=$ "
         self.log("Terminal is ready (there is no initial prompt):")
         subprocess.run(["socat", target, f"FD:{self.shell.fileno()}"], pass_fds=[self.shell.fileno()], check=False)
+
+    def switch_root(self) -> None:
+        """Go from the initrd to the real root (upstream's semantics) and reconnect.
+
+        Waits for ``initrd.target``, isolates ``initrd-switch-root.target`` and waits for the
+        backdoor again; needs a backdoor running in the initrd (NixOS ``testing.initrdBackdoor``),
+        which the Debian images here do not have, so it raises as ``wait_for_unit`` does there.
+        """
+        self.wait_for_unit("initrd.target")
+        self.execute(
+            "systemctl isolate --no-block initrd-switch-root.target 2>/dev/null >/dev/null",
+            check_return=False,
+            check_output=False,
+        )
+        self.connected = False
+        self.connect()
 
     # -- monitor, QMP ---------------------------------------------------------------------
 
@@ -507,7 +584,7 @@ class QemuMachine(MonitorMachine):
             self.monitor.sendall(f"{command}\n".encode())
             if command == "quit":
                 return ""
-            return clean_monitor_answer(self._wait_for_monitor_prompt())
+            return clean_monitor_answer(self.wait_for_monitor_prompt())
 
     def wait_for_qmp_event(
         self, event_filter: Callable[[dict[str, Any]], bool], timeout: Timeout = 600

@@ -6,10 +6,15 @@ import io
 import re
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from vmtest.errors import MachineError
+from vmtest.errors import MachineError, RequestedAssertionFailed
+from vmtest.portable.runtime import ocr
 from vmtest.portable.runtime.base_machine import BaseMachine
+from vmtest.timeouts import Timeout
+from vmtest.waiting import Deadline, WaitTimedOut, retry_or_raise, timed_out
 
 CHAR_TO_KEY = {
     **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
@@ -71,26 +76,71 @@ class MonitorMachine(BaseMachine):
         """Send a QEMU human-monitor command; returns its answer."""
         raise NotImplementedError
 
+    @contextmanager
+    def _screen_dump(self) -> Iterator[tuple[Path, str]]:
+        """Dump the screen to a PPM in the state directory; yields (path, monitor answer), then deletes it."""
+        ppm = self.state_dir / "screenshot.ppm"
+        answer = self.send_monitor_command(f"screendump {ppm}")
+        try:
+            yield ppm, answer
+        finally:
+            ppm.unlink(missing_ok=True)
+            for processed in ppm.parent.glob(f"{ppm.stem}.*.png"):
+                processed.unlink(missing_ok=True)
+
     def screenshot(self, filename: str) -> None:
         """Save the screen as PNG (``.png`` added if no suffix; in out_dir if no directory)."""
         if "." not in filename:
             filename += ".png"
         target = Path(filename) if "/" in filename else self.out_dir / filename
         target.parent.mkdir(parents=True, exist_ok=True)
-        ppm = self.state_dir / "screenshot.ppm"
-        with self.nested(f"making screenshot {target}"):
-            answer = self.send_monitor_command(f"screendump {ppm}")
+        with self.nested(f"making screenshot {target}"), self._screen_dump() as (ppm, answer):
             try:
                 target.write_bytes(ppm_to_png(ppm.read_bytes()))
             except (OSError, ValueError) as error:
                 raise MachineError(
                     f"{self.name}: cannot make a screenshot ({error}); monitor said: {answer.strip()!r}"
                 ) from None
-            finally:
-                ppm.unlink(missing_ok=True)
+
+    # -- OCR (tesseract on the host) -----------------------------------------------------------
+
+    def get_screen_text_variants(self) -> list[str]:
+        """Readings of the screen by OCR: the raw screenshot and two processed copies.
+
+        Raises MachineError when tesseract (Debian ``tesseract-ocr``) or ImageMagick is missing.
+        """
+        with self._screen_dump() as (ppm, _):
+            return ocr.ocr_variants(ppm, self.name)
+
+    def get_screen_text(self) -> str:
+        """The screen's text by OCR of the raw screenshot; raises MachineError without tesseract."""
+        with self._screen_dump() as (ppm, _):
+            return ocr.ocr_variants(ppm, self.name, variants=False)[0]
+
+    def wait_for_text(self, regex: str, timeout: Timeout = 900) -> None:
+        """Wait until one OCR reading of the screen matches ``regex``; RequestedAssertionFailed on timeout."""
+        deadline = Deadline.of(timeout)
+        variants: list[str] = []
+
+        def screen_matches(_last_try: bool) -> bool:
+            nonlocal variants
+            variants = self.get_screen_text_variants()
+            return any(re.search(regex, text) for text in variants)
+
+        def never_seen(_: WaitTimedOut) -> RequestedAssertionFailed:
+            readings = " | ".join(" ".join(text.split())[:300] for text in variants)
+            return RequestedAssertionFailed(
+                timed_out(self.name, f"/{regex}/ on the screen (OCR)", deadline.elapsed(), deadline.limit)
+                + f"; last OCR readings: {readings!r}"
+            )
+
+        with self.nested(f"waiting for {regex} to appear on screen"):
+            retry_or_raise(screen_matches, timeout, never_seen)
 
     def send_key(self, key: str, delay: float | None = 0.01, log: bool = True) -> None:
-        """Press ``key`` (QEMU key name, e.g. ``ctrl-alt-delete``)."""
+        """Press ``key``: a QEMU key name (``ctrl-alt-delete``) or one character, mapped as ``send_chars`` does."""
+        # Upstream maps a single character through CHAR_TO_KEY too, so send_key("\n") presses Return.
+        key = CHAR_TO_KEY.get(key, key)
         if log:
             self.log(f"sending key {key!r}")
         self.send_monitor_command(f"sendkey {key}")

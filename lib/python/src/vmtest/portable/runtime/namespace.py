@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 DRIVER_NAMES = (
     "start_all", "test_script", "run_tests", "machines", "machines_qemu", "machines_nspawn", "vlans",
     "driver", "log", "os", "create_machine", "subtest", "join_all", "retry", "serial_stdout_off",
-    "serial_stdout_on", "polling_condition", "BaseMachine", "QemuMachine", "Machine", "t",
+    "serial_stdout_on", "polling_condition", "BaseMachine", "QemuMachine", "Machine", "t", "debug",
 )
 # A script that reaches names dynamically cannot be checked by reading it.
 _DYNAMIC = {"globals", "locals", "vars", "exec", "eval", "__import__"}
