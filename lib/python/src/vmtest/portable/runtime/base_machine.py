@@ -295,7 +295,13 @@ class BaseMachine:
 
         def tty_matches(_last_try: bool) -> bool:
             nonlocal last
-            last = self.get_tty_text(tty)
+            # A tty that getty is resetting cannot be read for a moment: that is no match yet
+            # (upstream ignores the read's status altogether).
+            try:
+                last = self.get_tty_text(tty)
+            except RequestedAssertionFailed as error:
+                last = f"({error})"
+                return False
             return bool(pattern.search(last))
 
         def never_matched(_: WaitTimedOut) -> RequestedAssertionFailed:
