@@ -64,7 +64,9 @@ def test_broken_database_url_names_alicia_with_its_journal(tmp_path: Path) -> No
     message = failed["server stack comes up in order"]
     assert "alicia.service failed" in message
     assert "journalctl -u alicia.service" in message and "no-such-database" in message
-    assert "leaking [REDACTED] [REDACTED]" in failures(tmp_path / "vmtest-junit.xml")["server stack comes up in order"]
+    # The secrets did reach vmtest's report and console log, redacted: the check below can fail.
+    assert "leaking [REDACTED] [REDACTED]" in (tmp_path / "vmtest-junit.xml").read_text()
+    assert "leaking [REDACTED]" in (tmp_path / "serial" / "server.log").read_text()
     summary = assert_artifacts_arrived(tmp_path, output)
     units = summary["machines"]["server"]["units"]  # type: ignore[index]
     assert units["alicia-migrate.service"]["result"] == "success", "only the backend was broken"

@@ -166,11 +166,16 @@ def test_first_signal_unwinds_later_ones_are_noted(capfd: pytest.CaptureFixture[
             os.kill(os.getpid(), signal.SIGINT)
             for _ in range(100):
                 pass
+        with pytest.raises(KeyboardInterrupt):  # not stopping yet: the interruption was lost
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):
+                pass
+        signals.stopping = True
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(100):
             pass
-    assert signals.received == [signal.SIGINT, signal.SIGINT, signal.SIGTERM]
+    assert signals.received == [signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM]
     assert "vmtest: SIGTERM ignored: already stopping after SIGINT" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "the run has ended: still ignored"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN

@@ -159,13 +159,16 @@ def run(args: argparse.Namespace) -> int:
             with driver:
                 outcome, code = _run_driver(driver, args, signals, script_path)
                 driver.outcome = outcome
+            signals.stopping = True
         except _Ended:
             pass
         except MachineError as error:
             logger.log_test_error(str(error))
         except (KeyboardInterrupt, Terminated):
+            signals.stopping = True
             outcome, message, code = _interruption(signals, driver, stage)
             logger.log_test_error(message)
+        signals.stopping = True
         if driver is None:
             artifact_errors = _write_early_artifacts(out_dir, logger, redactor, outcome, started)
         else:
@@ -199,6 +202,7 @@ def _run_driver(driver: Driver, args: argparse.Namespace, signals: RunSignals,
             driver.run_tests()
         return "passed", 0
     except (KeyboardInterrupt, Terminated):
+        signals.stopping = True
         outcome, message, code = _interruption(signals, driver, "")
         logger.log_test_error(message)
         return outcome, code
@@ -228,6 +232,7 @@ def build(args: argparse.Namespace) -> int:
                 _error(str(error))
                 return EXIT_BAD_INPUT
             except (KeyboardInterrupt, Terminated):
+                signals.stopping = True
                 _error(f"{signals.first} while building {recipe.path}: the build was stopped and its "
                        "mounts and files removed; the cache is as it was")
                 return EXIT_INTERRUPTED if signals.first == "SIGINT" else 128 + signal.SIGTERM

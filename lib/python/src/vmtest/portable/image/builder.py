@@ -29,6 +29,7 @@ from vmtest.portable.image.mounts import remove_build_dir
 from vmtest.portable.image.recipe import Recipe
 from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES
 from vmtest.portable.runtime.process import terminate_group
+from vmtest.portable.runtime.signals import shielded
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
@@ -197,8 +198,9 @@ def _run_timestamped(argv: list[str], log_file: Path, env: dict[str, str]) -> in
                 log.flush()
             return process.wait()
         except BaseException:
-            terminate_group(process, grace=10)
-            log.write(f"[{time.monotonic() - started:7.1f}s] vmtest: build stopped\n")
+            with shielded():
+                terminate_group(process, grace=10)
+                log.write(f"[{time.monotonic() - started:7.1f}s] vmtest: build stopped\n")
             raise
 
 
@@ -270,7 +272,8 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
         except BaseException:
             # Whatever ended the build (a failure, SIGINT, SIGTERM), the cache is left as it was:
             # no mounts, no work directory, no partial image. The build log stays in logs/.
-            remove_build_dir(work)
+            with shielded():
+                remove_build_dir(work)
             raise
         say(f"vmtest: built {recipe.name} in {seconds:.0f} s -> {directory}")
         return Image(directory, recipe, kernel_version)

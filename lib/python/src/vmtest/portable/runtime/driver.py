@@ -19,7 +19,6 @@ import time
 import traceback
 import unittest
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -328,10 +327,24 @@ class Driver:
 
     def start_all(self) -> None:
         """Start every machine in parallel; raises MachineError listing the ones that failed."""
+        # Daemon threads, not a thread pool: an interrupt that lands while the pool starts or
+        # shuts down its workers can leave one waiting for work, and the interpreter then
+        # waits for it at exit.
+        failures: dict[str, BaseException] = {}
+
+        def start(machine: QemuMachine) -> None:
+            try:
+                machine.start()
+            except BaseException as error:  # reported below, by the thread that waits
+                failures[machine.name] = error
+
         with self.logger.nested("start all VMs"):
-            with ThreadPoolExecutor(max_workers=max(1, len(self.machines))) as pool:
-                futures = {machine.name: pool.submit(machine.start) for machine in self.machines}
-            failures = {name: future.exception() for name, future in futures.items() if future.exception()}
+            threads = [threading.Thread(target=start, args=(machine,), name=f"start-{machine.name}", daemon=True)
+                       for machine in self.machines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             if failures:
                 raise MachineError(
                     "failed to start: " + "; ".join(f"{name}: {error}" for name, error in failures.items())

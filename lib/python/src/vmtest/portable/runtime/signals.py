@@ -64,10 +64,17 @@ def shielded() -> Iterator[list[int]]:
 
 
 class RunSignals:
-    """Handlers for one run: the first SIGINT/SIGTERM raises, every later one is noted and ignored."""
+    """Handlers for one run: a SIGINT/SIGTERM raises until the run says it is stopping; then they are ignored.
+
+    The caller sets ``stopping`` as soon as it has caught the interruption (or the run is
+    over). Until then every signal raises again, as the first one did: an exception the
+    handler raised inside code that swallows it (C code that clears errors) must not
+    leave the run going with later signals ignored.
+    """
 
     def __init__(self) -> None:
         self.received: list[int] = []
+        self.stopping = False
         self._previous: dict[int, Any] = {}
 
     @property
@@ -77,11 +84,12 @@ class RunSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
-        if len(self.received) > 1:
+        if self.stopping:
             say(f"{signal.Signals(signum).name} ignored: already stopping after "
                 f"{signal.Signals(self.received[0]).name}")
             return
-        if signum == signal.SIGINT:
+        # The first signal decides how the run ends, whichever raises last.
+        if self.received[0] == signal.SIGINT:
             raise KeyboardInterrupt()
         raise Terminated()
 
