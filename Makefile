@@ -29,7 +29,8 @@ test-unit: venv
 test: deps venv lint
 	cd lib/python && ../../$(PY) -m pytest tests -v $(PYTEST_ARGS)
 
-## The e2e suite (server + client VMs, 12 browser tests) on the portable runtime.
+## The e2e suite (server + client VMs, 12 browser tests) on the portable runtime. Progress: a live
+## display on a terminal, else time-stamped lines at least every 10 s (VMTEST_PROGRESS=live|plain|off).
 E2E_OUT ?= out/e2e
 e2e: deps venv
 	rm -rf $(E2E_OUT)
@@ -43,9 +44,12 @@ VM_ARCHES ?= x86_64 aarch64
 test-vm-x86_64 test-vm-aarch64: test-vm-%: deps venv
 	./scripts/test-vm $* $(VM_OUT)/$*
 
-# Both architectures; in parallel when there are cores for two TCG guests at once (>= 4).
+# Both architectures; in parallel when there are cores for two TCG guests at once (>= 4), then
+# with plain progress lines: two live displays on one terminal would draw over each other.
 test-vm-all: deps venv
-	$(MAKE) --no-print-directory -j$$( [ $$(nproc) -ge 4 ] && echo 2 || echo 1 ) test-vm-x86_64 test-vm-aarch64
+	jobs=$$( [ $$(nproc) -ge 4 ] && echo 2 || echo 1 ); \
+	  if [ "$$jobs" = 2 ]; then export VMTEST_PROGRESS=$${VMTEST_PROGRESS:-plain}; fi; \
+	  $(MAKE) --no-print-directory -j$$jobs test-vm-x86_64 test-vm-aarch64
 
 # The CI set: every architecture in VM_ARCHES, then one JUnit file and summary for the job.
 test-vm-ci: deps venv

@@ -107,6 +107,7 @@
             (pkgs.python3.withPackages (ps: [
               ps.colorama
               ps.junit-xml
+              ps.rich
               ps.ptpython
               ps.pytest
               ps.mypy

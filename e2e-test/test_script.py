@@ -7,7 +7,7 @@
 #   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json
 from pathlib import Path
 
-from vmtest import health, logs, migrations
+from vmtest import guest_results, health, logs, migrations
 from vmtest.machine_api import copy_from_machine
 from vmtest.report import Report
 
@@ -89,15 +89,22 @@ try:
         for unit, port in MOCKS.items():
             server.wait_for_unit(unit)
             server.wait_for_open_port(port)  # they start after the stack, and import for seconds
-        # The e2e-browser-tests unit, declared by both twins with what it needs on PATH. A
-        # oneshot: `systemctl start` returns when the run ends, at once if it cannot start.
+        # The e2e-browser-tests unit, declared by both twins with what it needs on PATH, started
+        # detached: each test's result (results.jsonl) reaches the host's log as the test ends,
+        # while the host waits for exit-status, written once pytest.log is complete.
         # Its output also goes to the journal, which the test VMs forward to the serial console.
-        client.execute("systemctl start e2e-browser-tests.service", timeout=1800)
-        status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()
+        unit = "e2e-browser-tests.service"
+        client.succeed(f"rm -rf /tmp/e2e && systemctl start --no-block {unit}")
+        try:
+            streamed = guest_results.follow_results(
+                client, "/tmp/e2e/results.jsonl", "/tmp/e2e/exit-status", timeout=1800,
+                alive=f'[ "$(systemctl show -p ActiveState --value {unit})" = activating ]')
+            report.observe("browser_results_streamed", len(streamed.results))
+            status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()
+        except guest_results.DetachedWorkStopped as error:
+            status_text = str(error)
         if not status_text.isdigit():
-            journal = client.execute(
-                "systemctl status --no-pager e2e-browser-tests.service; "
-                "journalctl --no-pager -n 40 -u e2e-browser-tests.service")[1]
+            journal = client.execute(f"systemctl status --no-pager {unit}; journalctl --no-pager -n 40 -u {unit}")[1]
             raise AssertionError(f"the browser tests wrote no exit status ({status_text!r}); the unit:\n{journal}")
         status = int(status_text)
         copy_from_machine(client, "/tmp/e2e/junit-browser.xml", "")

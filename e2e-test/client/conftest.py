@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+# Each test's result as a JSON line in $E2E_RESULTS as it ends, for the host to follow.
+pytest_plugins = ["result_stream"]
+
 ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "/tmp/e2e"))
 # The server as the tests' own API requests (page.request, from Playwright's driver) reach it.
 SERVER = os.environ.get("E2E_SERVER", "http://server")

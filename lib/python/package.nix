@@ -12,6 +12,7 @@
   setuptools,
   colorama,
   junit-xml,
+  rich,
   pytestCheckHook,
   cpio,
   iproute2,
@@ -33,12 +34,15 @@ buildPythonPackage {
     ];
   };
   build-system = [ setuptools ];
-  dependencies = [ colorama junit-xml ];
+  dependencies = [ colorama junit-xml rich ];
   # cpio reads back the initramfs writer's archives; ss (iproute2) and pgrep (procps) are what
   # the guest-side probes and the journal-reader check call.
   nativeCheckInputs = [ pytestCheckHook cpio iproute2 procps ];
   enabledTestPaths = [ "tests/unit" ];
-  pythonImportsCheck = [ "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" ];
+  pythonImportsCheck = [
+    "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" "vmtest.guest_results"
+    "vmtest.progress.live"
+  ];
   meta = {
     description = "Helpers for NixOS test-driver testScripts, and a portable QEMU runtime";
     license = lib.licenses.mit;

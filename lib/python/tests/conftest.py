@@ -16,6 +16,7 @@ import pytest
 from vmtest.portable.runtime.driver import Driver
 from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.spec import prepare_machines
+from vmtest.progress.events import Emit
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -69,14 +70,15 @@ def secret_hits(directory: Path, secrets: Iterable[str], extra: Mapping[str, str
 
 @pytest.fixture
 def make_driver(tmp_path: Path) -> Iterator[Callable[..., Driver]]:
-    """Factory for drivers over recipes (``name=recipe.toml`` specs); all are torn down after the test."""
+    """Factory for drivers over recipes (``name=recipe.toml`` specs), with progress events to ``progress``
+    if given; all are torn down after the test."""
     drivers: list[Driver] = []
 
-    def make(*specs: str, script: str = "") -> Driver:
+    def make(*specs: str, script: str = "", progress: Emit | None = None) -> Driver:
         configs = prepare_machines(list(specs))
         out = tmp_path / f"out{len(drivers)}"
         logger = CompositeLogger([TerminalLogger(), JunitLogger(out / "junit.xml")])
-        driver = Driver(configs, script, out, logger)
+        driver = Driver(configs, script, out, logger, progress=progress)
         drivers.append(driver)
         return driver
 

@@ -44,6 +44,7 @@ PYPI_NAMES = {
     "setuptools": "setuptools",
     "colorama": "colorama",
     "junit-xml": "junit-xml",
+    "rich": "rich",
     "pytestCheckHook": "pytest",
     "pytest": "pytest",
 }

@@ -18,6 +18,7 @@ from vmtest.portable.runtime import ocr
 from vmtest.portable.runtime.driver import Driver
 from vmtest.portable.runtime.logger import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.progress.events import Event, GuestResult, MachineStarted, MachineStopped
 
 from .fake_qemu import FakeQemu
 
@@ -234,3 +235,28 @@ def test_ocr_without_tesseract_names_the_package(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(MachineError, match=r"box: OCR needs `tesseract`.*apt-get install tesseract-ocr"):
         Scripted(tmp_path).get_screen_text()
+
+
+# -- progress: machines say when they start and stop; guest results are redacted -------------------
+
+def test_a_machine_shows_its_start_and_stop_on_the_progress_display(tmp_path: Path, fake_qemu: None) -> None:
+    events: list[Event] = []
+    box = machine(tmp_path, progress=events.append)
+    box.start()
+    box.connect()
+    box.crash()
+    assert [event for event in events if isinstance(event, MachineStarted | MachineStopped)] == [
+        MachineStarted("box"), MachineStopped("box")]
+
+
+def test_guest_results_are_redacted_on_the_display_and_logged_without_one(tmp_path: Path) -> None:
+    events: list[Event] = []
+    hide = lambda text: text.replace("hunter2", "<redacted>")  # noqa: E731
+    shown = machine(tmp_path / "a", progress=events.append, redact=hide)
+    shown.show_progress(GuestResult("box", "test_login", "failed", 2.0, "AssertionError: hunter2 != x"))
+    assert events == [GuestResult("box", "test_login", "failed", 2.0, "AssertionError: <redacted> != x")]
+    lines: list[str] = []
+    logged = machine(tmp_path / "b", redact=hide)
+    logged.log = lines.append  # type: ignore[method-assign]
+    logged.show_progress(GuestResult("box", "test_login", "failed", 2.0, "AssertionError: hunter2 != x"))
+    assert lines == ["FAIL test_login (2.00 s): AssertionError: <redacted> != x"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, Termina
 from vmtest.portable.runtime.namespace import namespace_names, undefined_names
 from vmtest.portable.runtime.signals import RunSignals, Terminated
 from vmtest.portable.runtime.spec import MachineSpec, configure_machines, parse_machine_specs
+from vmtest.progress.source import MODES, showing_progress
 from vmtest.redaction import Redactor
 from vmtest.timeouts import format_seconds
 
@@ -140,10 +142,12 @@ def run(args: argparse.Namespace) -> int:
     driver: Driver | None = None
     outcome, code, stage = "failed", EXIT_FAILED, " while building the images"
     artifact_errors: list[str] = []
-    with RunSignals() as signals:
+    # The interactive shell needs the terminal to itself: no display unless asked for.
+    mode = "off" if args.interactive and args.progress == "auto" else args.progress
+    with RunSignals() as signals, showing_progress(mode) as progress:
         try:
             try:
-                configs = configure_machines(specs)
+                configs = configure_machines(specs, progress=progress.emit)
             except (RecipeError, ImageBuildError) as error:
                 outcome, code = "bad input", EXIT_BAD_INPUT
                 logger.log_test_error(str(error))
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             stage = " while starting the machines"
             driver = Driver(configs, source, out_dir, logger, script_path=script_path, more_scripts=more,
                             global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state,
-                            boot_timeout=args.boot_timeout, redactor=redactor)
+                            boot_timeout=args.boot_timeout, redactor=redactor, progress=progress.emit)
             stage = ""
             with driver:
                 outcome, code = _run_driver(driver, args, signals, script_path)
@@ -223,11 +227,11 @@ def build(args: argparse.Namespace) -> int:
     except (RecipeError, ImageBuildError) as error:
         _error(str(error))
         return EXIT_BAD_INPUT
-    with RunSignals() as signals:
+    with RunSignals() as signals, showing_progress(args.progress) as progress:
         for path, recipe in zip(args.recipes, recipes, strict=True):
             try:
                 started = time.monotonic()
-                image = build_image(recipe)
+                image = build_image(recipe, progress=progress.emit)
             except (RecipeError, ImageBuildError) as error:
                 _error(str(error))
                 return EXIT_BAD_INPUT
@@ -294,6 +298,19 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _progress_mode(value: str) -> str:
+    if value not in MODES:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+def _add_progress_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--progress", type=_progress_mode, default=os.environ.get("VMTEST_PROGRESS", "auto"),
+                         metavar="MODE", help="live display (on a terminal), plain time-stamped lines with a "
+                                              "heartbeat at least every 10 s (otherwise), or off: "
+                                              f"{'|'.join(MODES)} (default: $VMTEST_PROGRESS, else auto)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -312,9 +329,11 @@ def parser() -> argparse.ArgumentParser:
                                  f"needs it (default: {BOOT_DEADLINE_KVM:.0f} s, {BOOT_DEADLINE_TCG:.0f} s under TCG)")
     run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
                             dest="keep_machine_state")
+    _add_progress_option(run_parser)
     run_parser.set_defaults(handler=run)
     build_parser = commands.add_parser("build", help="build (or find cached) images for recipes")
     build_parser.add_argument("recipes", nargs="+")
+    _add_progress_option(build_parser)
     build_parser.set_defaults(handler=build)
     accel_parser = commands.add_parser("accel", help="show the accelerator guests would get")
     accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"])

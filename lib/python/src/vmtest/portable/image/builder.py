@@ -22,14 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 from vmtest.errors import ImageBuildError
+from vmtest.portable.image.build_progress import BuildWatcher, previous_marks, step_line
 from vmtest.portable.image.initramfs import build_initramfs
 from vmtest.portable.image.mounts import remove_build_dir
 from vmtest.portable.image.recipe import Recipe
 from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES
 from vmtest.portable.runtime.process import terminate_group
 from vmtest.portable.runtime.signals import shielded
+from vmtest.progress.events import Emit, Event
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
@@ -140,7 +143,7 @@ def _explain_mmdebstrap_failure(recipe: Recipe, output: str) -> str:
     return f"recipe {recipe.path}: mmdebstrap failed for {recipe.suite}/{recipe.arch}:\n{tail}"
 
 
-def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
+def _bootstrap(recipe: Recipe, rootfs: Path, build_log: BuildLog) -> None:
     packages = [*BASE_PACKAGES, *recipe.packages]
     src = Path(__file__).resolve().parents[3]  # src/, above vmtest/portable/image/
     configure = f"PYTHONPATH={shlex.quote(str(src))} {shlex.quote(sys.executable)} -m vmtest.portable.image.configure"
@@ -167,7 +170,9 @@ def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
         f'--customize-hook={configure} "$1" {shlex.quote(str(recipe.path))}{hook_packages}',
         recipe.suite, str(rootfs), debian_mirror(),
     ]
-    returncode = _run_timestamped(argv, log_file, {**os.environ, "PATH": f"{CHROOT_PATH}:{os.environ.get('PATH', '')}"})
+    path = f"{CHROOT_PATH}:{os.environ.get('PATH', '')}"
+    returncode = _run_timestamped(argv, build_log, {**os.environ, "PATH": path})
+    log_file = build_log.path
     if returncode != 0:
         output = re.sub(r"(?m)^\[ *[0-9.]+s\] ", "", log_file.read_text(errors="replace"))
         configure_errors = [line for line in output.splitlines() if line.startswith("vmtest: ")]
@@ -176,14 +181,37 @@ def _bootstrap(recipe: Recipe, rootfs: Path, log_file: Path) -> None:
         raise ImageBuildError(_explain_mmdebstrap_failure(recipe, output) + f"\n(build log: {log_file})")
 
 
-def _run_timestamped(argv: list[str], log_file: Path, env: dict[str, str]) -> int:
-    """Run ``argv`` with its output in ``log_file``, each line stamped with the seconds since start.
+class BuildLog:
+    """The build log: each line stamped with the seconds since the build started, and passed to
+    ``on_line`` (seconds, text) as it is written, which is how a running build shows its progress.
 
     The stamps are how a slow build is diagnosed: they show which phase
     (download, essential set, hooks, configure steps) took the time.
     """
-    started = time.monotonic()
-    with log_file.open("w") as log:
+
+    def __init__(self, path: Path, on_line: Callable[[float, str], None]) -> None:
+        self.path = path
+        self.on_line = on_line
+        self.started = time.monotonic()
+
+    def stamp(self, log: TextIO, line: str) -> None:
+        """Write ``line`` (ending in a newline) stamped to the open log, and report it."""
+        seconds = time.monotonic() - self.started
+        log.write(f"[{seconds:7.1f}s] {line}")
+        log.flush()
+        self.on_line(seconds, line.rstrip("\n"))
+
+    def step_done(self, label: str, started: float) -> float:
+        """Log the builder's own step ``label`` (begun at ``started``) as the hook logs its steps; returns now."""
+        now = time.monotonic()
+        with self.path.open("a") as log:
+            self.stamp(log, step_line(label, now - started) + "\n")
+        return now
+
+
+def _run_timestamped(argv: list[str], build_log: BuildLog, env: dict[str, str]) -> int:
+    """Run ``argv`` with its output in ``build_log``, line by line as it comes."""
+    with build_log.path.open("w") as log:
         log.write("$ " + shlex.join(argv) + "\n")
         log.flush()
         # Its own session: a terminal's Ctrl-C reaches vmtest only, which stops the whole build
@@ -194,14 +222,17 @@ def _run_timestamped(argv: list[str], log_file: Path, env: dict[str, str]) -> in
         assert process.stdout is not None
         try:
             for line in process.stdout:
-                log.write(f"[{time.monotonic() - started:7.1f}s] {line}")
-                log.flush()
+                build_log.stamp(log, line)
             return process.wait()
         except BaseException:
             with shielded():
                 terminate_group(process, grace=10)
-                log.write(f"[{time.monotonic() - started:7.1f}s] vmtest: build stopped\n")
+                build_log.stamp(log, "vmtest: build stopped\n")
             raise
+
+
+def _unwatched(event: Event) -> None:
+    return None
 
 
 def _disk_usage_mb(root: Path) -> int:
@@ -215,11 +246,13 @@ def _disk_usage_mb(root: Path) -> int:
     return total // (1024 * 1024)
 
 
-def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = None) -> Image:
+def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = None,
+                progress: Emit | None = None) -> Image:
     """Return ``recipe``'s image, building it first unless the cache has it.
 
-    Raises ImageBuildError naming the recipe and the failing item (unknown
-    package, failing setup command, missing tool).
+    A build's steps go to ``progress`` as they happen, with the time left from the last
+    build of the recipe. Raises ImageBuildError naming the recipe and the failing item
+    (unknown package, failing setup command, missing tool).
     """
     say = log or (lambda message: print(message, file=sys.stderr))
     directory = image_directory(recipe, cache)
@@ -240,18 +273,25 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
         work = directory.parent / f".build-{directory.name}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
+        logs = directory.parent.parent / "logs"
+        # Read before this build's log replaces a log of the same name (an interrupted build's).
+        watcher = BuildWatcher(progress or _unwatched, directory.name, f"{recipe.name} image",
+                               previous_marks(logs, f"{recipe.name}-{recipe.arch}"))
         try:
             say(f"vmtest: building image {recipe.name} ({recipe.suite}/{recipe.arch}) from {recipe.path}")
+            watcher.begin(f"building ({recipe.suite}/{recipe.arch})")
             rootfs = work / "rootfs"
-            build_log = directory.parent.parent / "logs" / f"{directory.name}.log"
-            build_log.parent.mkdir(parents=True, exist_ok=True)
+            logs.mkdir(parents=True, exist_ok=True)
+            build_log = BuildLog(logs / f"{directory.name}.log", watcher.line)
             _bootstrap(recipe, rootfs, build_log)
+            step_started = time.monotonic()
             kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
             if not kernels:
                 raise ImageBuildError(f"recipe {recipe.path}: no kernel in /boot after bootstrap")
             kernel_version = kernels[-1].name.removeprefix("vmlinuz-")
             shutil.copy2(kernels[-1], work / "vmlinuz")
             modules = build_initramfs(rootfs, kernel_version, work / "initrd")
+            step_started = build_log.step_done("initramfs", step_started)
             size_mb = int(_disk_usage_mb(rootfs) * 1.15) + recipe.vm.disk_free_mb + 64
             mkfs = subprocess.run(
                 ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-m", "0", "-E", "root_owner=0:0",
@@ -261,6 +301,7 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
             if mkfs.returncode != 0:
                 raise ImageBuildError(f"recipe {recipe.path}: mke2fs failed: {mkfs.stderr.strip()}")
             remove_build_dir(rootfs)
+            build_log.step_done("disk image", step_started)
             seconds = time.monotonic() - started
             (work / "image.json").write_text(json.dumps({
                 "recipe": str(recipe.path), "name": recipe.name, "suite": recipe.suite,
@@ -275,5 +316,7 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
             with shielded():
                 remove_build_dir(work)
             raise
+        finally:
+            watcher.end()
         say(f"vmtest: built {recipe.name} in {seconds:.0f} s -> {directory}")
         return Image(directory, recipe, kernel_version)

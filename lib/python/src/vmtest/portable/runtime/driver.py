@@ -25,13 +25,14 @@ from types import TracebackType
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.logger import CompositeLogger, ProgressLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.namespace import identifier
 from vmtest.portable.runtime.polling import PollingCondition
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
 from vmtest.portable.runtime.signals import shielded
 from vmtest.portable.runtime.vlan import VLan
+from vmtest.progress.events import Emit
 from vmtest.redaction import Redactor
 from vmtest.timeouts import format_seconds
 from vmtest.waiting import retry
@@ -75,6 +76,7 @@ class Driver:
         more_scripts: Sequence[Path] = (),
         boot_timeout: float | None = None,
         redactor: Redactor | None = None,
+        progress: Emit | None = None,
     ) -> None:
         self.tests = test_script
         self.script_path = script_path
@@ -88,6 +90,10 @@ class Driver:
         # the testScript declares values on the same object (Redactor.for_driver).
         self.redactor = redactor or Redactor()
         self.logger.redact = self.redactor.redact
+        # The progress display: every log section is open work, machines say when they start and stop.
+        self.progress = progress
+        if progress is not None:
+            self.logger.add(ProgressLogger(progress))
         self.artifact_errors: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._own_tmp = tmp_dir is None
@@ -122,6 +128,7 @@ class Driver:
                         boot_nice=config.boot_nice,
                         boot_timeout=boot_deadline(boot_timeout, config),
                         redact=self.redactor.redact,
+                        progress=progress,
                     )
                 )
         except BaseException:
@@ -365,7 +372,7 @@ class Driver:
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command, logger=self.logger,
             name=name, keep_machine_state=keep_machine_state, callbacks=[self.check_polling_conditions],
-            keep_vm_state=keep_vm_state,
+            keep_vm_state=keep_vm_state, progress=self.progress,
         )
         self.machines.append(machine)
         return machine

@@ -1,12 +1,14 @@
-"""Loggers with the upstream driver's interface: terminal (colorama), JUnit (junit-xml), composite.
+"""Loggers with the upstream driver's interface: terminal (colorama), JUnit (junit-xml), progress, composite.
 
 ``nested`` and ``subtest`` are context managers; the JUnit logger turns each
 subtest into a test case (plus ``main`` for everything outside subtests), so
-a report exists for every run, including crashed and interrupted ones.
+a report exists for every run, including crashed and interrupted ones. The
+progress logger turns each section into open work on the progress display.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -18,6 +20,8 @@ from typing import Protocol, TextIO
 
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from vmtest.progress.events import SCRIPT_SCOPE, Began, Emit, Ended
 
 
 class AbstractLogger(Protocol):
@@ -42,10 +46,15 @@ class TerminalLogger:
     """Human-readable log on stderr in the upstream driver's colours."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
+        self._stream = stream
         self._print_serial = False
         self._lock = threading.Lock()
         self._color = self.stream.isatty()
+
+    @property
+    def stream(self) -> TextIO:
+        """The given stream, else sys.stderr as it is now (a live progress display replaces it)."""
+        return self._stream or sys.stderr
 
     def _write(self, text: str, color: str = "") -> None:
         with self._lock:
@@ -184,6 +193,49 @@ class JunitLogger:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+class ProgressLogger:
+    """Turns every ``nested`` section and subtest into open work of its machine (or of the test
+    script) for the progress display; logs nothing else."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self._keys = itertools.count()
+
+    def log(self, message: str, attributes: dict[str, str] | None = None) -> None:
+        return None
+
+    def info(self, message: str) -> None:
+        return None
+
+    def warning(self, message: str) -> None:
+        return None
+
+    def error(self, message: str) -> None:
+        return None
+
+    def log_test_error(self, message: str) -> None:
+        return None
+
+    def log_serial(self, message: str, machine: str) -> None:
+        return None
+
+    def print_serial_logs(self, enable: bool) -> None:
+        return None
+
+    def nested(self, message: str, attributes: dict[str, str] | None = None) -> ExitStack:
+        key = f"section-{next(self._keys)}"
+        self.emit(Began(key, (attributes or {}).get("machine") or SCRIPT_SCOPE, message))
+        stack = ExitStack()
+        stack.callback(self.emit, Ended(key))
+        return stack
+
+    def subtest(self, name: str, attributes: dict[str, str] | None = None) -> ExitStack:
+        return self.nested(f"subtest: {name}", attributes)
+
+    def close(self) -> None:
+        return None
 
 
 class CompositeLogger:

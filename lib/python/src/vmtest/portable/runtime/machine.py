@@ -34,6 +34,7 @@ from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
 from vmtest.portable.runtime.process import end_boot_priority, set_session_nice, terminate_group
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
+from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
 from vmtest.waiting import Deadline, timed_out
 
@@ -61,6 +62,7 @@ class QemuMachine(MonitorMachine, X11Machine):
         redact: Callable[[str], str] | None = None,
         *,
         keep_vm_state: bool = False,
+        progress: Emit | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.tmp_dir = Path(tmp_dir)
@@ -104,6 +106,7 @@ class QemuMachine(MonitorMachine, X11Machine):
         self.boot_timeout = boot_timeout
         self.redact = redact or (lambda text: text)
         self.serial_write_error: str | None = None
+        self.progress = progress
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -116,6 +119,16 @@ class QemuMachine(MonitorMachine, X11Machine):
     @keep_vm_state.setter
     def keep_vm_state(self, value: bool) -> None:
         self.keep_machine_state = value
+
+    def show_progress(self, event: Event) -> None:
+        """Show ``event`` on the run's progress display (a guest's words redacted); without one, log a
+        guest result's line."""
+        if isinstance(event, GuestResult):
+            event = event.redacted(self.redact)
+        if self.progress is not None:
+            self.progress(event)
+        elif isinstance(event, GuestResult):
+            self.log(event.line())
 
     def boot_seconds(self) -> float | None:
         """Seconds from the latest start to the backdoor's answer, or None if it has not answered since."""
@@ -186,6 +199,7 @@ class QemuMachine(MonitorMachine, X11Machine):
         }
         self.console_log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
+        self.show_progress(MachineStarted(self.name))
         # A new boot: the previous one's connection time would make boot_seconds() negative.
         self.connected_at = None
         self.connected = False
@@ -455,6 +469,7 @@ class QemuMachine(MonitorMachine, X11Machine):
             self._close()
 
     def _close(self) -> None:
+        self.show_progress(MachineStopped(self.name))
         for sock in (self.shell, self.monitor):
             if sock is not None:
                 with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
 from vmtest.portable.image.recipe import Recipe, check_vm_value, load_recipe
 from vmtest.portable.runtime.qemu import MachineConfig
+from vmtest.progress.events import Emit
 
 _MACHINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -110,11 +111,12 @@ def prepare_machines(values: list[str]) -> list[MachineConfig]:
     return configure_machines(parse_machine_specs(values))
 
 
-def configure_machines(specs: list[MachineSpec]) -> list[MachineConfig]:
-    """Build (or fetch from the cache) the image of every parsed machine and pick its accelerator."""
+def configure_machines(specs: list[MachineSpec], progress: Emit | None = None) -> list[MachineConfig]:
+    """Build (or fetch from the cache) the image of every parsed machine and pick its accelerator;
+    builds report their steps to ``progress``."""
     configs = []
     for number, spec in enumerate(sorted(specs, key=lambda s: s.name), 1):
-        image = build_image(spec.recipe)
+        image = build_image(spec.recipe, progress=progress)
         accelerator = select_accelerator(spec.recipe.machine_arch)
         configs.append(MachineConfig(
             name=spec.name, image=image, accelerator=accelerator, number=number,

@@ -18,7 +18,7 @@ let
     callPackage = callWith (final // pyFinal);
     buildPythonPackage = attrs: drv "python3-${attrs.pname}-${attrs.version}" attrs;
   } // lib.genAttrs [
-    "setuptools" "colorama" "junit-xml" "pytestCheckHook" "pytest" "mypy" "ptpython" "pyyaml"
+    "setuptools" "colorama" "junit-xml" "rich" "pytestCheckHook" "pytest" "mypy" "ptpython" "pyyaml"
     "types-pyyaml" "aiohttp" "psycopg" "playwright" "pytest-playwright"
   ] (name: drv "python3-${name}" { pname = name; });
   base = final: {
