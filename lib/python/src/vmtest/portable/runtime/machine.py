@@ -35,7 +35,7 @@ from vmtest.portable.runtime.process import end_boot_priority, set_session_nice,
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
-from vmtest.waiting import Deadline, timed_out
+from vmtest.waiting import Deadline, WaitTimedOut, timed_out
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
@@ -589,7 +589,15 @@ class QemuMachine(MonitorMachine, X11Machine):
     def wait_for_qmp_event(
         self, event_filter: Callable[[dict[str, Any]], bool], timeout: Timeout = 600
     ) -> dict[str, Any]:
-        """Wait for a QMP event accepted by ``event_filter``."""
+        """Wait for a QMP event accepted by ``event_filter`` (others are skipped, as upstream's).
+
+        Raises RequestedAssertionFailed on timeout, MachineError when QMP is not connected.
+        """
         if self.qmp_client is None:
             raise MachineError(f"{self.name}: QMP is not connected")
-        return self.qmp_client.wait_for_event(event_filter, to_seconds(timeout))
+        try:
+            return self.qmp_client.wait_for_event(event_filter, to_seconds(timeout))
+        except WaitTimedOut as error:
+            raise RequestedAssertionFailed(
+                timed_out(self.name, "a QMP event the filter accepts", error.elapsed, error.limit)
+            ) from None
