@@ -60,6 +60,11 @@ with subtest("send_key maps one character as send_chars does"):
     # negative control: typed but not submitted, the name stays on the screen
     must_fail(lambda: machine.wait_until_tty_matches("1", SUBMITTED, timeout=3), "never matched")
 
+with subtest("get_tty_text and send_console"):
+    t.assertIn("login: conformance", machine.get_tty_text("1"))
+    machine.send_console("\n")  # the serial getty prints its prompt again
+    machine.wait_for_console_text("login:", timeout=60)
+
 with subtest("dump_tty_contents copies the tty into the journal"):
     machine.dump_tty_contents("1")
     machine.wait_until_succeeds("journalctl -b --no-pager | grep -q 'login: conformance'", timeout=30)
@@ -96,13 +101,29 @@ with subtest("start_job, stop_job and wait_for_job"):
     # negative control: a unit that fails makes wait_for_job fail at once, as wait_for_unit does
     machine.start_job("broken.service")
     must_fail(lambda: machine.wait_for_job("broken.service"), "reached state 'failed'")
+
+with subtest("the testScript namespace"):
+    t.assertEqual((machines, machines_qemu, machines_nspawn), ([machine], [machine], []))
+    t.assertIsInstance(machine, Machine)
+    t.assertIsInstance(machine, BaseMachine)
+    t.assertIs(driver.machines[0], machine)
+    t.assertEqual([vlan.nr for vlan in vlans], [1])
+    serial_stdout_off()
+    serial_stdout_on()
+    debug.breakpoint()  # upstream's no-op without the debug hook
+    log.info("a line from the testScript")
+
+with subtest("join_all waits for every machine to power off"):
+    machine.execute("systemctl poweroff --no-block")
+    join_all()
+    t.assertFalse(machine.booted or machine.is_up())
 """
 
 WAITS = PRELUDE + r"""
 machine.wait_for_unit("multi-user.target")
 
 def later(seconds, command):
-    machine.succeed(f"systemd-run --on-active={seconds} sh -c '{command}'")
+    machine.succeed(f"systemd-run --on-active={seconds} --timer-property=AccuracySec=100ms sh -c '{command}'")
 
 with subtest("wait_until_succeeds returns the output of the try that succeeded"):
     later(3, "echo ready > /tmp/later")
@@ -253,6 +274,12 @@ with subtest("reboot, with allow_reboot, reconnects on the next command"):
     machine.wait_for_unit("multi-user.target")
     t.assertNotEqual(machine.succeed("cat /proc/sys/kernel/random/boot_id"), first_boot)
 
+with subtest("cleanup_statedir: the next start boots a fresh disk"):
+    machine.shutdown()
+    machine.cleanup_statedir()
+    machine.start()
+    machine.fail("test -e /root/state")
+
 with subtest("a poweroff from inside, awaited by wait_for_shutdown"):
     machine.execute("systemctl poweroff --no-block")
     machine.wait_for_shutdown()
@@ -271,6 +298,7 @@ machine.wait_for_unit("multi-user.target")
 machine.wait_until_tty_matches("1", "login:", timeout=120)
 machine.wait_for_text("login", timeout=120)
 assert any("login" in text for text in machine.get_screen_text_variants())
+assert "login" in machine.get_screen_text()
 # negative control
 must_fail(lambda: machine.wait_for_text("text-nobody-displays", timeout=5), "on the screen (OCR)")
 '''
