@@ -62,8 +62,12 @@ with subtest("send_key maps one character as send_chars does"):
 
 with subtest("get_tty_text and send_console"):
     t.assertIn("login: conformance", machine.get_tty_text("1"))
-    machine.send_console("\n")  # the serial getty prints its prompt again
-    machine.wait_for_console_text("login:", timeout=60)
+    # a reader on the serial line answers what send_console typed there
+    machine.succeed("systemd-run --expand-environment=no sh -c 'exec 3< /dev/ttyS0; "
+                    "echo serial-reader-ready > /dev/ttyS0; read -r line <&3; echo \"got:$line\" > /dev/ttyS0'")
+    machine.wait_for_console_text("serial-reader-ready", timeout=30)
+    machine.send_console("typed-on-serial\n")
+    machine.wait_for_console_text("got:typed-on-serial", timeout=60)
 
 with subtest("dump_tty_contents copies the tty into the journal"):
     machine.dump_tty_contents("1")
