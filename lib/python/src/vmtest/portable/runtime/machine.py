@@ -104,6 +104,9 @@ class QemuMachine(MonitorMachine, X11Machine):
         self.boot_timeout = boot_timeout
         self.redact = redact or (lambda text: text)
         self.serial_write_error: str | None = None
+        # Why the host gave this machine its accelerator (the driver sets it): reports show it, as the
+        # guest only sees the outcome.
+        self.accelerator_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
