@@ -113,7 +113,9 @@
               ps.mypy
               ps.pyyaml
               ps.types-pyyaml
+              ps.playwright
             ]))
+            pkgs.chromium # tests/repo/test_report_page.py opens report.html in it (VMTEST_CHROMIUM, or on PATH)
             pkgs.ruff
             pkgs.shellcheck # tests/repo: the shell embedded in the .nix files
             pkgs.qemu

@@ -4,7 +4,8 @@
 # Both machine flavours declare the same guest interface: the units below, /etc/alicia/env,
 # /etc/alicia/migrations, and the client's e2e-browser-tests unit (tests/repo checks this).
 # Artifacts land in the driver's output directory ($out under Nix) with seed 000's layout:
-#   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json
+#   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json,
+#   report.html
 from pathlib import Path
 
 from vmtest import guest_results, health, logs, migrations
@@ -62,6 +63,7 @@ try:
     with report.step("server stack comes up in order", subtest):
         chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)
         report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
+        report.span_chain(server, chain)  # report.html's timeline: each link from start to ready
         report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
         redactor.add_env_file(server, "/etc/alicia/env")
 

@@ -30,6 +30,7 @@ packages=(
   iproute2           # ss, ip: declared check inputs of vmtest's package, rehearsed by tests/repo
   procps             # pgrep, ps: the same, and the VM tests' orphan checks
   python3-venv       # the virtualenv `make` creates in .venv
+  chromium           # opens report.html in tests/repo/test_report_page.py (Playwright, executable_path)
   ca-certificates    # pip's HTTPS to PyPI
 )
 skip=" ${VMTEST_DEPS_WITHOUT:-} "

@@ -2,19 +2,29 @@
 and the verdict on a Nix test's artifacts (``vmtest verdict DIR``).
 
 Each run directory under DIR (one per architecture, e.g. ``out/vm/x86_64``) holds the
-suites' ``<suite>-junit.xml`` and ``vm-validation-perf.json``; the merged
-``DIR/junit.xml`` names every suite after its run (``x86_64/boot``), and
-``DIR/summary.json`` has the totals, each failed case and the performance records.
+suites' ``<suite>-junit.xml``, ``<suite>-summary.json`` and ``vm-validation-perf.json``; the
+merged ``DIR/junit.xml`` names every suite after its run (``x86_64/boot``),
+``DIR/summary.json`` has the totals, each failed case and the performance records, and
+``DIR/report.html`` is the page of them all (``vmtest.report_html``): the runs' cases,
+spans and machines on one timeline.
 """
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vmtest import report_html
 from vmtest.portable.outdir import PREVIOUS_SUFFIX
+from vmtest.redaction import Redactor
+from vmtest.report import read_junit
+
+# Two boot spans of one machine this close are one boot, seen by two suites of the same run.
+SAME_BOOT_SECONDS = 2.0
 
 
 def suite_files(root: Path) -> list[Path]:
@@ -60,8 +70,70 @@ def verdict(artifacts: Path) -> tuple[bool, str]:
     return False, f"vmtest: the test failed (driver exit status {status}); artifacts in {artifacts}{cases}"
 
 
-def merge(root: Path) -> tuple[Path, Path]:
-    """Write ``root/junit.xml`` and ``root/summary.json`` from the runs under ``root``.
+def _suite_summary(junit: Path) -> dict[str, Any]:
+    """The summary a suite's Report wrote beside ``junit``; else one made from the JUnit file alone.
+
+    Raises ET.ParseError when it has to read a JUnit file that is not XML.
+    """
+    written = junit.with_name(junit.name.removesuffix("-junit.xml") + "-summary.json")
+    try:
+        summary: dict[str, Any] = json.loads(written.read_text())
+        return summary
+    except (OSError, ValueError):
+        suites = read_junit(junit)
+        stamps = [suite.timestamp for suite in suites if suite.timestamp is not None]
+        return {"started_at": min(stamps).isoformat() if stamps else None,
+                "cases": [asdict(case) for suite in suites for case in suite.cases]}
+
+
+def _started(summary: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(summary.get("started_at") or "")
+    except (TypeError, ValueError):
+        return None
+
+
+def _page_data(files: list[Path], performance: dict[str, Any], result: str, name: str) -> dict[str, Any]:
+    """The summary-shaped data of the merged page: every suite's cases, spans and machines, named
+    after their run and placed on one clock (their reports' ``started_at``)."""
+    summaries = [(path.parent.name, _suite_summary(path)) for path in files]
+    starts = [start for _, summary in summaries if (start := _started(summary)) is not None]
+    earliest = min(starts) if starts else None
+    cases: list[dict[str, Any]] = []
+    spans: list[dict[str, Any]] = []
+    machines: dict[str, Any] = {}
+    end = 0.0
+    for run, summary in summaries:
+        start = _started(summary)
+        shift = (start - earliest).total_seconds() if start is not None and earliest is not None else 0.0
+        end = max(end, shift + float(summary.get("duration_seconds") or 0.0))
+        for case in summary.get("cases", []):
+            moved = case.get("start")
+            cases.append({**case, "suite": f"{run}/{case.get('suite', '')}", "where": run,
+                          "start": moved + shift if moved is not None else None})
+        for span in summary.get("spans", []):
+            placed = {**span, "lane": f"{run}/{span.get('lane', '')}", "start": span["start"] + shift,
+                      "end": span["end"] + shift}
+            if not any(other["lane"] == placed["lane"] and other["name"] == placed["name"]
+                       and other["kind"] == placed["kind"] == "boot"
+                       and abs(other["start"] - placed["start"]) < SAME_BOOT_SECONDS for other in spans):
+                spans.append(placed)
+        for machine, record in (summary.get("machines") or {}).items():
+            key = f"{run}/{machine}"
+            if isinstance(record, dict) and (record.get("up") or key not in machines):
+                machines[key] = record
+    for run, entries in performance.items():
+        for machine, entry in entries.items():
+            machines.setdefault(f"{run}/{machine}", {
+                "architecture": entry.get("arch"), "accelerator": entry.get("accelerator"),
+                "boot_seconds": entry.get("boot_seconds")})
+    return {"name": name, "result": result, "started_at": earliest.isoformat() if earliest else None,
+            "duration_seconds": round(end, 2), "cases": cases, "spans": spans, "machines": machines,
+            **({"performance": performance} if performance else {})}
+
+
+def merge(root: Path) -> tuple[Path, Path, Path]:
+    """Write ``root/junit.xml``, ``root/summary.json`` and ``root/report.html`` from the runs under ``root``.
 
     Raises FileNotFoundError when there is no suite file at all (a job that ran
     nothing must not look green).
@@ -93,13 +165,13 @@ def merge(root: Path) -> tuple[Path, Path]:
             merged = run.setdefault(machine, {"suites": {}})
             merged["suites"].update(entry.get("suites", {}))
             merged.update({key: value for key, value in entry.items() if key != "suites"})
-    summary = {
-        "result": "passed" if totals["tests"] and not failed else "failed",
-        "tests": totals,
-        "failed_cases": failed,
-        "runs": sorted({path.parent.name for path in files}),
-        "performance": performance,
-    }
+    result = "passed" if totals["tests"] and not failed else "failed"
+    runs = sorted({path.parent.name for path in files})
+    summary = {"result": result, "tests": totals, "failed_cases": failed, "runs": runs, "performance": performance}
     summary_path = root / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return junit, summary_path
+    page = root / "report.html"
+    data = _page_data(files, performance, result, f"vmtest report {root.name} ({', '.join(runs)})")
+    # The suites' summaries were redacted when written; the patterns catch what a JUnit file alone brings.
+    page.write_text(report_html.render(data, root, Redactor()))
+    return junit, summary_path, page

@@ -1,10 +1,12 @@
-"""Reports built from what the run observed: JUnit XML, ``summary.json``, and a coloured table.
+"""Reports built from what the run observed: JUnit XML, ``summary.json``, ``report.html`` and a coloured table.
 
-``Report`` records a case per ``with report.case(name):`` block (duration,
+``Report`` records a case per ``with report.case(name):`` block (start, duration,
 failure message), folds guest-side JUnit files (e.g. Playwright's) in as their
-own suites, and writes ``summary.json`` from observations only: unit states
-queried from the machines, health results, timings, the accelerator the guest
-detects (``systemd-detect-virt``: kvm, or qemu for TCG) and ``uname -m``.
+own suites, records timed spans (a machine's boot, each link of a unit chain) and
+writes ``summary.json`` from observations only: unit states queried from the
+machines, health results, timings, the accelerator the guest detects
+(``systemd-detect-virt``: kvm, or qemu for TCG) and ``uname -m``. ``report.html``
+(``vmtest.report_html``) shows the same data as one self-contained page.
 ``write()`` is safe to call from a ``finally:`` so a failed run still reports.
 """
 
@@ -18,50 +20,128 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from vmtest import report_html
+from vmtest.health import ChainResult
 from vmtest.machine_api import Machine
 from vmtest.redaction import Redactor
+from vmtest.timeline import Span, boot_finished_us, guest_clock
 from vmtest.units import accelerator_from_virt, detect_virt, failed_units, observe_units
+
+# How far a guest JUnit timestamp may lie outside the run (clock skew) and still place its cases.
+TIMESTAMP_SLACK_SECONDS = 60.0
 
 
 @dataclass
 class CaseResult:
+    """One case: ``start`` in seconds from the report's start (None: not known); ``kind`` is
+    ``step`` for the report's own cases, ``test`` for a guest JUnit file's."""
+
     name: str
     seconds: float
     passed: bool
     message: str = ""
     suite: str = ""
+    start: float | None = None
+    kind: str = "step"
+
+
+@dataclass
+class JunitSuite:
+    """One ``<testsuite>`` of a JUnit file: as junit_xml's suite (for the merged JUnit) and as cases,
+    whose ``start`` counts from ``timestamp``, when the suite started (None: the file does not say)."""
+
+    suite: TestSuite
+    cases: list[CaseResult]
+    timestamp: datetime | None
+
+
+def _timestamp(element: ET.Element) -> datetime | None:
+    """A JUnit element's ``timestamp`` attribute; None when absent, malformed or without a time zone."""
+    try:
+        stamp = datetime.fromisoformat(element.get("timestamp") or "")
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None
+
+
+def _problem_message(problem: ET.Element) -> str:
+    """A failure's message attribute, else the first line of its text (pytest writes both)."""
+    text = (problem.text or "").strip()
+    return problem.get("message") or (text.splitlines()[0] if text else "") or problem.tag
+
+
+def read_junit(path: Path, suite_name: str | None = None) -> list[JunitSuite]:
+    """The suites of a JUnit XML file, their cases laid out one after the other from the suite's start
+    (a case with its own ``timestamp`` at that time instead).
+
+    Raises ET.ParseError for a file that is not XML, OSError for one that cannot be read.
+    """
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    read: list[JunitSuite] = []
+    for suite in suites:
+        name = suite_name or suite.get("name") or path.stem
+        began = _timestamp(suite)
+        cases, results, cursor = [], [], 0.0
+        for element in suite.iter("testcase"):
+            case = TestCase(element.get("name", "?"), classname=element.get("classname") or name,
+                            elapsed_sec=float(element.get("time") or 0))
+            problem = element.find("failure")
+            if problem is None:
+                problem = element.find("error")
+            if problem is not None:
+                case.add_failure_info(message=_problem_message(problem), output=problem.text)
+            skipped = element.find("skipped")
+            if skipped is not None:
+                case.add_skipped_info(message=skipped.get("message") or "skipped")
+            cases.append(case)
+            own = _timestamp(element)
+            start = (own - began).total_seconds() if own is not None and began is not None else cursor
+            seconds = case.elapsed_sec or 0.0
+            results.append(CaseResult(case.name, seconds, problem is None,
+                                      _problem_message(problem) if problem is not None else "", name, start, "test"))
+            cursor = max(cursor, start + seconds)
+        read.append(JunitSuite(TestSuite(name, cases), results, began))
+    return read
 
 
 @dataclass
 class Report:
-    """Collects cases and observations; writes ``junit.xml`` and ``summary.json`` into ``out_dir``."""
+    """Collects cases, spans and observations; writes ``junit.xml``, ``summary.json`` and ``report.html``
+    into ``out_dir``."""
 
     out_dir: Path
     name: str = "vmtest"
     cases: list[CaseResult] = field(default_factory=list)
     guest_suites: list[TestSuite] = field(default_factory=list)
+    guest_cases: list[CaseResult] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
     observations: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
-    # Both files pass it on their way out (the run's own, from Redactor.for_driver, on the portable runtime).
+    # The same instant on the wall clock: where guest JUnit timestamps and other runs' reports meet.
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Every file passes it on its way out (the run's own, from Redactor.for_driver, on the portable runtime).
     redactor: Redactor = field(default_factory=Redactor)
 
     @contextmanager
     def case(self, name: str) -> Iterator[None]:
         """Time the block as one test case; a raised exception is its failure (and is re-raised)."""
         started = time.monotonic()
+        offset = started - self.started
         try:
             yield
         except BaseException as error:
             summary = "".join(traceback.format_exception_only(type(error), error)).strip()
-            self.cases.append(CaseResult(name, time.monotonic() - started, False, summary, self.name))
+            self.cases.append(CaseResult(name, time.monotonic() - started, False, summary, self.name, offset))
             raise
-        self.cases.append(CaseResult(name, time.monotonic() - started, True, "", self.name))
+        self.cases.append(CaseResult(name, time.monotonic() - started, True, "", self.name, offset))
 
     @contextmanager
     def step(self, name: str, subtest: Callable[[str], AbstractContextManager[Any]] | None = None) -> Iterator[None]:
@@ -73,29 +153,46 @@ class Report:
             yield
 
     def add_junit_file(self, path: Path, suite_name: str | None = None) -> list[CaseResult]:
-        """Fold a JUnit XML file (e.g. from Playwright in the guest) in as suites of their own."""
-        root = ET.parse(path).getroot()
-        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        """Fold a JUnit XML file (e.g. from Playwright in the guest) in as suites of their own.
+
+        Each suite's cases go on the timeline from the suite's timestamp when it lies within
+        the run, else so that they end now (the file was just copied out of a finished run);
+        never so that they end after now, whatever the guest's clock says.
+        Raises ET.ParseError for a file that is not XML, OSError for one that cannot be read.
+        """
+        now = time.monotonic() - self.started
         folded: list[CaseResult] = []
-        for suite in suites:
-            name = suite_name or suite.get("name") or path.stem
-            cases = []
-            for element in suite.iter("testcase"):
-                case = TestCase(element.get("name", "?"), classname=element.get("classname") or name,
-                                elapsed_sec=float(element.get("time") or 0))
-                problem = element.find("failure")
-                if problem is None:
-                    problem = element.find("error")
-                if problem is not None:
-                    case.add_failure_info(message=problem.get("message") or "failed", output=problem.text)
-                skipped = element.find("skipped")
-                if skipped is not None:
-                    case.add_skipped_info(message=skipped.get("message") or "skipped")
-                cases.append(case)
-                folded.append(CaseResult(case.name, case.elapsed_sec or 0.0, problem is None,
-                                         (problem.get("message") or "") if problem is not None else "", name))
-            self.guest_suites.append(TestSuite(name, cases))
+        for read in read_junit(path, suite_name):
+            length = max([case.start + case.seconds for case in read.cases if case.start is not None] + [0.0])
+            base = now - length
+            if read.timestamp is not None:
+                stamped = (read.timestamp - self.started_at).total_seconds()
+                if -TIMESTAMP_SLACK_SECONDS <= stamped <= now + TIMESTAMP_SLACK_SECONDS:
+                    base = min(stamped, base)
+            for case in read.cases:
+                case.start = base + (case.start or 0.0)
+            self.guest_suites.append(read.suite)
+            folded += read.cases
+        self.guest_cases += folded
         return folded
+
+    def span(self, name: str, start: float, end: float, kind: str, lane: str = "", passed: bool = True) -> Span:
+        """Record a timed span for the timeline; ``start`` and ``end`` are ``time.monotonic()`` values
+        (an ``end`` before ``start``, from clocks measured apart, is taken as ``start``)."""
+        recorded = Span(name, kind, start - self.started, max(start, end) - self.started, lane, passed)
+        self.spans.append(recorded)
+        return recorded
+
+    def span_chain(self, machine: Machine, chain: ChainResult) -> list[Span]:
+        """A span per link of a unit chain that came up on ``machine``: from its activation to its
+        readiness, systemd's times placed on the host's by ``guest_clock``.
+
+        Raises ValueError when the guest's clock cannot be read.
+        """
+        clock = guest_clock(machine)
+        return [self.span(unit.unit, clock.host_time(unit.started_at_us or unit.ready_at_us),
+                          clock.host_time(unit.ready_at_us), "unit", machine.name)
+                for unit in chain.units]
 
     def observe(self, key: str, value: Any) -> None:
         """Record an observation (a dataclass, dict, or plain value) for summary.json."""
@@ -118,7 +215,11 @@ class Report:
             "accelerator": accelerator_from_virt(virt, "unknown"),
             "kernel": machine.succeed("uname -r").strip(),
             "failed_units": failed_units(machine),
+            "boot": self._observe_boot(machine),
         }
+        # The portable runtime's machines say why the host chose their accelerator; the guest only
+        # sees the outcome.
+        record["accelerator_reason"] = getattr(machine, "accelerator_reason", None) or _accelerator_reason(virt)
         if units:
             record["units"] = {
                 unit.unit: {"state": unit.state, "result": unit.result} for unit in observe_units(machine, units)
@@ -126,23 +227,34 @@ class Report:
         self.observations.setdefault("machines", {})[machine.name] = record
         return record
 
+    def _observe_boot(self, machine: Machine) -> dict[str, Any]:
+        """The latest boot on the report's clock, and a ``boot`` span for it (to now while unfinished)."""
+        clock = guest_clock(machine)
+        finished_us = boot_finished_us(machine)
+        end = clock.host_time(finished_us) if finished_us else time.monotonic()
+        self.span("boot", clock.zero, end, "boot", machine.name, passed=bool(finished_us))
+        return {
+            "started_at_s": round(clock.zero - self.started, 3),
+            "finished_at_s": round(end - self.started, 3) if finished_us else None,
+            "seconds": round(finished_us / 1e6, 3) if finished_us else None,
+        }
+
     def all_cases(self) -> list[CaseResult]:
-        guest = [
-            CaseResult(case.name, case.elapsed_sec or 0.0, not (case.is_failure() or case.is_error()),
-                       "", suite.name)
-            for suite in self.guest_suites for case in suite.test_cases
-        ]
-        return [*self.cases, *guest]
+        """The report's own cases, then the guest JUnit files' cases."""
+        return [*self.cases, *self.guest_cases]
 
     def summary(self) -> dict[str, Any]:
+        """What ``summary.json`` holds (before redaction): outcome, counts, cases, spans, observations."""
         cases = self.all_cases()
         return {
             "name": self.name,
             "result": "passed" if cases and all(case.passed for case in cases) else "failed",
+            "started_at": self.started_at.isoformat(),
             "duration_seconds": round(time.monotonic() - self.started, 2),
             "tests": {"total": len(cases), "passed": sum(c.passed for c in cases),
                       "failed": sum(not c.passed for c in cases)},
             "cases": [asdict(case) for case in cases],
+            "spans": [asdict(span) for span in self.spans],
             **self.observations,
         }
 
@@ -157,15 +269,20 @@ class Report:
         xml: str = to_xml_report_string([TestSuite(self.name, own), *self.guest_suites])
         return xml
 
-    def write(self, junit_name: str = "junit.xml", summary_name: str = "summary.json") -> tuple[Path, Path]:
-        """Write both files (atomically); returns their paths."""
+    def write(self, junit_name: str = "junit.xml", summary_name: str = "summary.json",
+              html_name: str = "report.html") -> tuple[Path, Path, Path]:
+        """Write the JUnit file, the summary and the page (each atomically, redacted); returns their paths.
+
+        The page comes last, so it links the other two. Raises OSError when a file cannot be written.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        paths = (self.out_dir / junit_name, self.out_dir / summary_name)
-        for path, text in zip(paths, (self.junit_xml(), json.dumps(self.summary(), indent=2) + "\n"), strict=True):
-            temporary = path.with_suffix(path.suffix + ".tmp")
-            temporary.write_text(self.redactor.redact(text))
-            temporary.replace(path)
-        return paths
+        summary = self.summary()
+        junit, summary_path, page = (self.out_dir / name for name in (junit_name, summary_name, html_name))
+        _write_atomically(junit, self.redactor.redact(self.junit_xml()))
+        _write_atomically(summary_path, self.redactor.redact(json.dumps(summary, indent=2) + "\n"))
+        # The renderer redacts each text before escaping it (an escaped secret would not match).
+        _write_atomically(page, report_html.render(summary, self.out_dir, self.redactor, own_name=html_name))
+        return junit, summary_path, page
 
     def print_table(self, stream: TextIO | None = None, color: bool | None = None) -> None:
         """A coloured end-of-run table: one line per case, then the totals."""
@@ -184,6 +301,21 @@ class Report:
         summary = self.summary()["tests"]
         totals = f"{summary['passed']} passed, {summary['failed']} failed"
         stream.write(paint(totals, Fore.GREEN if not summary["failed"] else Fore.RED) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def _accelerator_reason(virt: str) -> str:
+    """Why the guest has its accelerator, as far as the guest can tell."""
+    if virt == "kvm":
+        return "the guest detects KVM (systemd-detect-virt: kvm)"
+    if virt == "qemu":
+        return "the guest detects plain QEMU (systemd-detect-virt: qemu): no KVM, TCG emulation"
+    return f"systemd-detect-virt says {virt or 'nothing'}"
 
 
 def _plain(value: Any) -> Any:

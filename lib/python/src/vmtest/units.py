@@ -15,6 +15,7 @@ from vmtest.machine_api import Machine
 PROPERTIES = (
     "Id", "Type", "ActiveState", "SubState", "Result", "NRestarts",
     "ActiveEnterTimestampMonotonic", "ExecMainExitTimestampMonotonic", "InactiveEnterTimestampMonotonic",
+    "InactiveExitTimestampMonotonic",
 )
 
 
@@ -68,6 +69,11 @@ class UnitObservation:
             if value:
                 return value
         return 0
+
+    @property
+    def started_at_us(self) -> int:
+        """When its latest activation began (monotonic µs; 0 if systemd has no record of one)."""
+        return int(self.properties.get("InactiveExitTimestampMonotonic", "0") or 0)
 
 
 def show_command(units: Sequence[str], properties: Sequence[str] = PROPERTIES) -> str:

@@ -43,7 +43,7 @@ def failures(junit: Path) -> dict[str, str]:
 
 
 def assert_artifacts_arrived(out: Path, output: str) -> dict[str, object]:
-    for name in ("summary.json", "junit.xml", "logs/backend-stderr.log", "logs/serial.log",
+    for name in ("summary.json", "junit.xml", "report.html", "logs/backend-stderr.log", "logs/serial.log",
                  "logs/systemctl-failed.txt", "logs/client/serial.log", "screenshots/desktop/server.png",
                  "vmtest-junit.xml", "vmtest-run.json", "serial/server.log"):
         assert (out / name).is_file(), f"{name} must arrive even when the run fails"
@@ -96,3 +96,8 @@ def test_llm_error_fails_receive_ai_reply_with_the_reason(tmp_path: Path) -> Non
     assert {shot.stem for shot in shots.glob("test_*.png")} == {
         re.sub(r"[^A-Za-z0-9_.-]", "_", name) for name in browser}
     assert_artifacts_arrived(tmp_path, output)
+    # report.html: a failed browser test first (it failed before the step that reported it), its screenshot inline
+    page = (tmp_path / "report.html").read_text()
+    first = page.index('<article class="failure">')
+    assert page.index('<h3 class="case-name">browser / ', first) == page.index('<h3 class="case-name">', first)
+    assert 'src="data:image/png;base64,' in page[first:page.index("</article>", first)]

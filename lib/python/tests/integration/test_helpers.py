@@ -245,7 +245,7 @@ def test_report_from_observations(server: QemuMachine, client: QemuMachine, tmp_
     assert observed["units"]["nginx.service"]["state"] == "inactive/dead", "states are observed, not assumed"
     assert observed["units"]["healthsvc.service"]["state"] == "active/running"
     assert observed["architecture"] == "x86_64" and observed["accelerator"] in ("tcg", "kvm")
-    junit_path, summary_path = report.write()
+    junit_path, summary_path, _ = report.write()
     summary = json.loads(summary_path.read_text())
     assert summary["result"] == "failed" and summary["tests"] == {"total": 4, "passed": 2, "failed": 2}
     assert summary["health"]["status"] == 200

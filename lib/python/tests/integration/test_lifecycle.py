@@ -76,18 +76,6 @@ def test_boot_nice_holds_until_the_machine_is_first_needed(make_driver: Callable
     assert autogroup == "" or autogroup.endswith(" nice 0"), autogroup
 
 
-def test_shutdown_crash_and_restart(make_driver: Callable[..., Driver]) -> None:
-    driver = make_driver(f"cycle={MINIMAL}")
-    machine = driver.machines[0]
-    machine.succeed("echo persisted > /root/state")
-    machine.shutdown()
-    assert not machine.is_up() and machine.process is not None and machine.process.returncode == 0
-    machine.start()
-    assert machine.succeed("cat /root/state") == "persisted\n", "the disk overlay survives a reboot"
-    machine.crash()
-    assert not machine.is_up()
-
-
 def test_upstream_style_script_runs_unchanged(tmp_path: Path) -> None:
     script = tmp_path / "upstream.py"
     script.write_text(

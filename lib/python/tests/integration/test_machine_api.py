@@ -1,8 +1,11 @@
-"""The Machine API on one real Debian trixie x86_64 VM (TCG here)."""
+"""The Machine API on one real Debian trixie x86_64 VM (TCG here): command framing, output, errors.
+
+The upstream-style scripts per area (units, waits, files, monitor and QMP, ...) are in
+test_conformance.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import time
 import urllib.request
@@ -77,15 +80,6 @@ def test_succeed_and_fail_raise_with_context(machine: QemuMachine) -> None:
         machine.fail("true")
 
 
-def test_wait_until_succeeds_and_fails(machine: QemuMachine) -> None:
-    machine.succeed("rm -f /tmp/flag; (sleep 2; touch /tmp/flag) >/dev/null 2>&1 &")
-    assert machine.wait_until_succeeds("test -e /tmp/flag && echo seen", timeout=30) == "seen\n"
-    machine.succeed("(sleep 2; rm /tmp/flag) >/dev/null 2>&1 &")
-    machine.wait_until_fails("test -e /tmp/flag", timeout=30)
-    with pytest.raises(RequestedAssertionFailed, match=r"did not succeed.*last exit code 1"):
-        machine.wait_until_succeeds("test -e /nonexistent", timeout=2)
-
-
 @pytest.mark.fault(fault='a unit the testScript waits for fails',
                    handling="fails at once (not at the timeout) with the unit's state and journal")
 def test_wait_for_unit_fails_fast_on_failed_unit(machine: QemuMachine) -> None:
@@ -117,58 +111,6 @@ def test_wait_for_unit_says_no_such_unit(machine: QemuMachine) -> None:
     assert "unit 'vmtest-never-defined.service' does not exist (no such unit" in str(raised.value)
 
 
-def test_systemd_helpers(machine: QemuMachine) -> None:
-    machine.wait_for_unit("backdoor.service", timeout=timedelta(seconds=60))
-    info = machine.get_unit_info("backdoor.service")
-    assert info["ActiveState"] == "active" and info["Id"] == "backdoor.service"
-    assert machine.get_unit_property("backdoor.service", "KillSignal") == "1"
-    status, output = machine.systemctl("is-active backdoor.service")
-    assert (status, output.strip()) == (0, "active")
-    machine.require_unit_state("backdoor.service")
-    with pytest.raises(RequestedAssertionFailed, match=r"expected unit 'broken\.service' to be in state 'active'"):
-        machine.require_unit_state("broken.service", "active")
-    assert machine.start_job("systemd-hostnamed.service")[0] == 0
-    assert machine.stop_job("systemd-hostnamed.service")[0] == 0
-
-
-def test_ports_and_sockets_without_netcat(machine: QemuMachine) -> None:
-    machine.succeed("systemd-run --unit=web python3 -m http.server 8000 --bind 127.0.0.1")
-    machine.wait_for_open_port(8000, timeout=60)
-    machine.succeed("systemctl stop web")
-    machine.wait_for_closed_port(8000, timeout=30)
-    with pytest.raises(RequestedAssertionFailed, match=r"TCP port localhost:8001 to open after .*timeout 2"):
-        machine.wait_for_open_port(8001, timeout=2)
-    machine.succeed(
-        "systemd-run --unit=sock python3 -c "
-        "'import socket,time; s=socket.socket(socket.AF_UNIX); s.bind(\"/run/t.sock\"); s.listen(); time.sleep(600)'"
-    )
-    machine.wait_for_open_unix_socket("/run/t.sock", timeout=60)
-    with pytest.raises(RequestedAssertionFailed, match=r"unix socket /run/none\.sock"):
-        machine.wait_for_open_unix_socket("/run/none.sock", timeout=2)
-
-
-def test_file_transfer(machine: QemuMachine, tmp_path: Path) -> None:
-    payload = tmp_path / "payload.bin"
-    payload.write_bytes(bytes(range(256)) * 4000)
-    machine.copy_from_host(str(payload), "/root/in/payload.bin")
-    expected = hashlib.sha256(payload.read_bytes()).hexdigest()
-    assert machine.succeed("sha256sum /root/in/payload.bin").split()[0] == expected
-    folder = tmp_path / "folder"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "sub" / "f.txt").write_text("in a folder\n")
-    machine.copy_from_host(str(folder), "/root/folder")
-    assert machine.succeed("cat /root/folder/sub/f.txt") == "in a folder\n"
-    small = tmp_path / "small.txt"
-    small.write_text("via the shell\n")
-    machine.copy_from_host_via_shell(str(small), "/root/deep/small.txt")
-    assert machine.succeed("cat /root/deep/small.txt") == "via the shell\n"
-    machine.copy_from_machine("/root/in/payload.bin", "fromvm")
-    copied = machine.out_dir / "fromvm" / "payload.bin"
-    assert hashlib.sha256(copied.read_bytes()).hexdigest() == expected
-    machine.copy_from_vm("/root/folder", "")
-    assert (machine.out_dir / "folder" / "sub" / "f.txt").read_text() == "in a folder\n"
-
-
 def test_console(machine: QemuMachine) -> None:
     assert "connecting to host..." in machine.get_console_log()
     machine.succeed("echo console-marker-$((40 + 2)) > /dev/ttyS0")
@@ -177,20 +119,6 @@ def test_console(machine: QemuMachine) -> None:
     with pytest.raises(RequestedAssertionFailed, match="timed out waiting for console text"):
         machine.wait_for_console_text("never-printed-text", timeout=1)
     assert machine.console_log_path.is_file()
-
-
-def test_monitor_screenshot_keyboard(machine: QemuMachine) -> None:
-    assert "VM status: running" in machine.send_monitor_command("info status")
-    machine.screenshot("api-screen")
-    png = (machine.out_dir / "api-screen.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
-    machine.wait_until_tty_matches("1", "login:", timeout=60)
-    machine.send_chars("Typed-By_vmtest")
-    machine.wait_until_tty_matches("1", r"login: Typed-By_vmtest", timeout=60)
-    with pytest.raises(RequestedAssertionFailed, match="never matched"):
-        machine.wait_until_tty_matches("1", "text nobody typed", timeout=1)
-    assert machine.qmp_client is not None
-    assert machine.qmp_client.send("query-status")["status"] == "running"
 
 
 def test_forward_port_binds_loopback_only(machine: QemuMachine) -> None:

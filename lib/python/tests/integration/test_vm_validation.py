@@ -45,7 +45,8 @@ def assert_suites_reported(out: Path, arch: str) -> dict[str, object]:
     for suite in ("boot", "services", "integration"):
         summary = json.loads((out / f"{suite}-summary.json").read_text())
         assert summary["result"] == "passed", summary
-        assert (out / f"{suite}-junit.xml").is_file()
+        assert (out / f"{suite}-junit.xml").is_file() and (out / f"{suite}-report.html").is_file()
+        assert summary["machines"]["vm"]["boot"]["seconds"] > 0, "the boot is on the page's timeline"
         assert (out / "logs" / suite / "vm" / "systemctl-failed.txt").is_file()
     performance = json.loads((out / "vm-validation-perf.json").read_text())["vm"]
     assert performance["arch"] == arch and performance["accelerator"] == "tcg"

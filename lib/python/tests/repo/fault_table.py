@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import readme_tables
 from .repo_checks import REPO
 
 TESTS = REPO / "lib" / "python" / "tests"
@@ -58,23 +59,8 @@ def table(found: list[Row]) -> str:
 
 def readme_table(text: str) -> str:
     """The table as README has it now (markers included), or ``""``."""
-    if START not in text or END not in text:
-        return ""
-    return text[text.index(START):text.index(END) + len(END)]
-
-
-def main(argv: list[str]) -> int:
-    text = README.read_text()
-    current, wanted = readme_table(text), table(rows())
-    if "--write" in argv:
-        if not current:
-            print(f"fault_table: {README} has no table markers", file=sys.stderr)
-            return 2
-        README.write_text(text.replace(current, wanted))
-        return 0
-    print(wanted)
-    return 0
+    return readme_tables.between(text, START, END)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(readme_tables.main(sys.argv[1:], README, START, END, table(rows()), "fault_table"))

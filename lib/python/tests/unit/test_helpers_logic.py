@@ -183,7 +183,7 @@ def test_report_summary_and_junit(tmp_path: Path) -> None:
     with pytest.raises(ValueError), report.case("bad"):
         raise ValueError("nope")
     report.observe("things", {"path": tmp_path, "list": (1, 2)})
-    junit, summary_path = report.write()
+    junit, summary_path, _ = report.write()
     summary: dict[str, Any] = json.loads(summary_path.read_text())
     assert summary["tests"] == {"total": 2, "passed": 1, "failed": 1} and summary["result"] == "failed"
     assert summary["things"] == {"path": str(tmp_path), "list": [1, 2]}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import subprocess
 import threading
 import time
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.errors import RequestedAssertionFailed
+from vmtest.errors import PollingConditionError, RequestedAssertionFailed
+from vmtest.portable.runtime.logger import TerminalLogger
+from vmtest.portable.runtime.polling import PollingCondition
 from vmtest.timeouts import format_seconds, to_seconds, to_whole_seconds
 from vmtest.waiting import Backoff, Deadline, poll, retry, retry_or_raise, until_deadline
 
@@ -84,3 +87,33 @@ def test_until_deadline_stops_at_the_condition_or_the_budget(tmp_path: Path) -> 
     threading.Timer(0.3, flag.touch).start()
     output, took = _until_deadline(f"test -e {flag}", 5)
     assert output.startswith("0 ") and took < 2
+
+
+def test_a_polling_condition_whose_commands_run_the_callbacks_is_checked_once() -> None:
+    # The condition runs a guest command, and every command runs the callbacks, which check
+    # the active conditions again: without the guard this recursed until RecursionError.
+    calls: list[str] = []
+    healthy = True
+
+    def command() -> None:
+        condition.check()  # what Machine.run_callbacks does before each command
+        calls.append("command")
+
+    def backdoor_answers() -> bool:
+        command()
+        return healthy
+
+    condition = PollingCondition(backdoor_answers, TerminalLogger(io.StringIO()), seconds_interval=0)
+    with condition:
+        command()
+        assert calls == ["command", "command"]  # the condition's own command, then the script's
+        healthy = False
+        with pytest.raises(PollingConditionError, match="backdoor_answers"):
+            command()
+
+    def raises_something_else() -> bool:
+        raise ValueError("not an assertion")
+
+    other = PollingCondition(raises_something_else, TerminalLogger(io.StringIO()), seconds_interval=0)
+    with other, pytest.raises(PollingConditionError):  # any exception is a failed condition, as upstream's
+        other.check()

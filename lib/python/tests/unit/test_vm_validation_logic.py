@@ -53,7 +53,7 @@ def test_ci_report_merges_runs_and_names_failures(tmp_path: Path) -> None:
         json.dumps({"vm": {"boot_seconds": 31.2, "suites": {"boot": {"seconds": 40.0}}}}))
     (tmp_path / "aarch64/vm-validation-perf-result-1.json").write_text(
         json.dumps({"vm": {"suites": {"services": {"seconds": 50.0}}}}))
-    junit, summary_path = ci_report.merge(tmp_path)
+    junit, summary_path, page = ci_report.merge(tmp_path)
     names = [suite.get("name") for suite in ET.parse(junit).getroot()]
     assert names == ["aarch64/vm-services", "x86_64/vm-boot"]
     summary = json.loads(summary_path.read_text())
@@ -62,6 +62,10 @@ def test_ci_report_merges_runs_and_names_failures(tmp_path: Path) -> None:
     assert summary["failed_cases"] == ["aarch64/vm-services: docker run"]
     assert summary["performance"] == {"aarch64": {"vm": {
         "boot_seconds": 31.2, "suites": {"boot": {"seconds": 40.0}, "services": {"seconds": 50.0}}}}}
+    # No suite wrote a summary here: the page is made from the JUnit files and the performance records.
+    text = page.read_text()
+    assert '<h3 class="case-name">aarch64/vm-services / docker run</h3>' in text and ">boom</pre>" in text
+    assert "<td>aarch64/vm</td><td></td><td></td><td></td><td></td><td></td><td>31.2 s</td>" in text
 
 
 def test_ci_report_refuses_an_empty_job(tmp_path: Path) -> None:

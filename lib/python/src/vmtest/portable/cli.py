@@ -267,12 +267,13 @@ def check_host(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     try:
-        junit, summary = ci_report.merge(Path(args.directory))
+        junit, summary, page = ci_report.merge(Path(args.directory))
     except (FileNotFoundError, ET.ParseError) as error:
         _error(str(error))
         return EXIT_FAILED
     result = json.loads(summary.read_text())
-    print(f"vmtest: {result['tests']['tests']} cases, {len(result['failed_cases'])} failed; {junit}, {summary}")
+    print(f"vmtest: {result['tests']['tests']} cases, {len(result['failed_cases'])} failed; "
+          f"{junit}, {summary}, {page}")
     for case in result["failed_cases"]:
         print(f"  FAILED {case}")
     return 0 if result["result"] == "passed" else EXIT_FAILED
@@ -344,8 +345,8 @@ def parser() -> argparse.ArgumentParser:
                                     "(repeatable; default: both)")
     doctor_parser.add_argument("--offline", action="store_true", help="skip the Debian mirror check")
     doctor_parser.set_defaults(handler=check_host)
-    report_parser = commands.add_parser("report", help="merge the suite runs under DIR into DIR/junit.xml and "
-                                                       "DIR/summary.json")
+    report_parser = commands.add_parser("report", help="merge the suite runs under DIR into DIR/junit.xml, "
+                                                       "DIR/summary.json and DIR/report.html")
     report_parser.add_argument("directory")
     report_parser.set_defaults(handler=report)
     verdict_parser = commands.add_parser("verdict", help="pass or fail on a Nix test's artifacts (DIR/driver-exit-"

@@ -360,8 +360,9 @@ def run_suite(
     out_dir: str | Path,
     subtest: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> SuiteResult:
-    """Run every step (a JUnit case each, through the driver's ``subtest``), then always collect
-    logs, write ``<name>-junit.xml``/``<name>-summary.json`` and the performance record.
+    """Run every step (a JUnit case each, through the driver's ``subtest``), then always observe the
+    machines, collect logs, write ``<name>-junit.xml``/``<name>-summary.json``/``<name>-report.html``
+    and the performance record.
 
     Later steps run even after a failure, so one run shows every broken check. Raises
     ValidationFailed listing the failed steps, after everything is written.
@@ -384,9 +385,14 @@ def run_suite(
     finally:
         seconds = time.monotonic() - started
         for machine in machines:
+            try:
+                report.observe_machine(machine)
+            except Exception as error:  # observing must never hide the suite's own failure
+                report.observe(f"{machine.name}_unobservable", str(error))
             logs.collect_logs(machine, logs.standard_sources(), dest=f"logs/{name}/{machine.name}")
         report.observe("suite_seconds", round(seconds, 2))
-        report.write(junit_name=f"{name}-junit.xml", summary_name=f"{name}-summary.json")
+        report.write(junit_name=f"{name}-junit.xml", summary_name=f"{name}-summary.json",
+                     html_name=f"{name}-report.html")
         report.print_table()
         record_performance(out, name, machines[0] if machines else None, seconds, results)
     if failures:

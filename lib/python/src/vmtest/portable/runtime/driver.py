@@ -134,8 +134,9 @@ class Driver:
         except BaseException:
             self.terminate()
             raise
-        for config in self.configs:
+        for config, machine in zip(self.configs, self.machines, strict=True):
             accel = config.accelerator
+            machine.accelerator_reason = f"{accel.name}: {accel.reason}"
             self.logger.info(f"{config.name}: {config.arch} guest, accelerator {accel.name.upper()} ({accel.reason})")
             if accel.name == "tcg":
                 self.logger.warning(

@@ -36,7 +36,7 @@ from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
-from vmtest.waiting import Deadline, timed_out
+from vmtest.waiting import Deadline, WaitTimedOut, timed_out
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
@@ -107,6 +107,9 @@ class QemuMachine(MonitorMachine, X11Machine):
         self.redact = redact or (lambda text: text)
         self.serial_write_error: str | None = None
         self.progress = progress
+        # Why the host gave this machine its accelerator (the driver sets it): reports show it, as the
+        # guest only sees the outcome.
+        self.accelerator_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -180,6 +183,8 @@ class QemuMachine(MonitorMachine, X11Machine):
         if self.booted:
             return
         self.log("starting vm")
+        # cleanup_statedir() may have removed it: the next start boots a fresh disk, as a new machine's
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         monitor_server = self._listen(self.monitor_path)
         shell_server = self._listen(self.shell_path)
         arguments = [
@@ -604,7 +609,15 @@ class QemuMachine(MonitorMachine, X11Machine):
     def wait_for_qmp_event(
         self, event_filter: Callable[[dict[str, Any]], bool], timeout: Timeout = 600
     ) -> dict[str, Any]:
-        """Wait for a QMP event accepted by ``event_filter``."""
+        """Wait for a QMP event accepted by ``event_filter`` (others are skipped, as upstream's).
+
+        Raises RequestedAssertionFailed on timeout, MachineError when QMP is not connected.
+        """
         if self.qmp_client is None:
             raise MachineError(f"{self.name}: QMP is not connected")
-        return self.qmp_client.wait_for_event(event_filter, to_seconds(timeout))
+        try:
+            return self.qmp_client.wait_for_event(event_filter, to_seconds(timeout))
+        except WaitTimedOut as error:
+            raise RequestedAssertionFailed(
+                timed_out(self.name, "a QMP event the filter accepts", error.elapsed, error.limit)
+            ) from None

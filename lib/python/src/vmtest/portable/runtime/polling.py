@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vmtest.errors import PollingConditionError, RequestedAssertionFailed
+from vmtest.errors import PollingConditionError
 from vmtest.portable.runtime.logger import AbstractLogger
 from vmtest.timeouts import Timeout
 from vmtest.waiting import retry
@@ -28,20 +28,30 @@ class PollingCondition:
         self.description = description or (condition.__doc__ or condition.__name__).strip()
         self.last_called = float("-inf")
         self.entered = False
+        self.checking = False
         self.active_conditions: list[PollingCondition] | None = None
 
     def check(self, force: bool = False) -> bool:
-        """Evaluate the condition (if due or forced); raise PollingConditionError if it fails."""
-        if not (self.entered or force):
+        """Evaluate the condition (if due or forced); raise PollingConditionError if it fails.
+
+        As upstream's: a check is skipped while one is running (the condition's own commands
+        run the machine's callbacks, which would check it again), any exception the condition
+        raises counts as a failure, and the interval counts from the end of the last check.
+        """
+        if self.checking or not (self.entered or force):
             return True
         if not force and time.monotonic() - self.last_called < self.seconds_interval:
             return True
-        with self.logger.nested(f"checking polling condition {self.description!r}"):
-            try:
-                result = self.condition()
-                ok = result is None or bool(result)
-            except RequestedAssertionFailed:
-                ok = False
+        self.checking = True
+        try:
+            with self.logger.nested(f"checking polling condition {self.description!r}"):
+                try:
+                    result = self.condition()
+                    ok = result is None or bool(result)
+                except Exception:
+                    ok = False
+        finally:
+            self.checking = False
             self.last_called = time.monotonic()
         if not ok:
             raise PollingConditionError(f"polling condition failed: {self.description}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.errors import MachineError
-from vmtest.waiting import Deadline, poll
+from vmtest.waiting import Deadline, WaitTimedOut, poll
 
 
 class QMPClient:
@@ -72,7 +72,7 @@ class QMPClient:
             return result
 
     def wait_for_event(self, event_filter: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        """Return the first (queued or new) event ``event_filter`` accepts."""
+        """Return the first (queued or new) event ``event_filter`` accepts; WaitTimedOut after ``timeout`` s."""
         self._connect()
         assert self._sock is not None
         for event in self.events:
@@ -83,12 +83,12 @@ class QMPClient:
         while True:
             remaining = deadline.remaining()
             if remaining <= 0:
-                raise MachineError(f"no matching QMP event within {timeout:.0f} s")
+                raise WaitTimedOut(deadline.elapsed(), timeout)
             self._sock.settimeout(remaining)
             try:
                 message = self._read()
             except TimeoutError:
-                raise MachineError(f"no matching QMP event within {timeout:.0f} s") from None
+                raise WaitTimedOut(deadline.elapsed(), timeout) from None
             finally:
                 self._sock.settimeout(None)
             if "event" in message and event_filter(message):

@@ -49,7 +49,7 @@ let
   } // lib.genAttrs [
     "makeWrapper" "curl" "jq" "htop" "coreutils" "bash" "gnugrep" "gzip" "systemd" "openssh" "ruff"
     "qemu" "mmdebstrap" "vde2" "e2fsprogs" "nix-output-monitor" "shellcheck" "cpio" "iproute2" "procps"
-    "nix"
+    "nix" "chromium"
   ] (name: drv name { });
 in
 lib.fix (lib.foldl' (lib.flip lib.extends) base overlays)
