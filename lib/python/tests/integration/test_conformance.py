@@ -48,7 +48,7 @@ serial = "/dev/ttyAMA0" if machine.succeed("uname -m").strip() == "aarch64" else
 
 with subtest("wait_for_console_text searches all text gathered during the call"):
     machine.succeed(f"printf 'span-a-1\\nspan-b-2\\n' > {serial}")
-    machine.wait_for_console_text(r"span-a-\d\n(?:.*\n)*?span-b-\d", timeout=60)
+    machine.wait_for_console_text(r"span-a-\d.*?span-b-\d", timeout=60)  # lines joined as upstream's
     # negative control: lines consumed by a call are not seen by the next
     must_fail(lambda: machine.wait_for_console_text("span-a-1", timeout=3), "console text")
     assert "span-b-2" in machine.get_console_log()

@@ -518,7 +518,7 @@ class QemuMachine(MonitorMachine, X11Machine):
 
         Upstream's semantics: lines consumed by an earlier call are not seen again, and the
         pattern is searched in all the text since the call began, so it may span lines
-        (they are joined with ``\\n`` here; the 2026 upstream joins them with nothing).
+        (joined with nothing, as upstream's: ``a.*b`` spans them).
         Raises RequestedAssertionFailed after ``timeout`` (None: no limit) and
         MachineError if QEMU exits first.
         """
@@ -547,7 +547,7 @@ class QemuMachine(MonitorMachine, X11Machine):
                 # Take every line already queued before searching: one search per burst.
                 while not self.last_lines.empty():
                     gathered.append(self.last_lines.get_nowait())
-                match = pattern.search("\n".join(gathered))
+                match = pattern.search("".join(gathered))
                 if match:
                     return match.group(0)
 
