@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vmtest.errors import MachineError
@@ -75,8 +76,16 @@ def preprocess(image: Path, negate: bool, machine: str) -> Path:
 
 
 def ocr_variants(image: Path, machine: str, variants: bool = True) -> list[str]:
-    """Tesseract's reading of ``image``, then (with ``variants``) of its two processed copies."""
-    texts = [run_tesseract(image, machine)]
-    if variants:
-        texts += [run_tesseract(preprocess(image, negate, machine), machine) for negate in (False, True)]
-    return texts
+    """Tesseract's reading of ``image``, then (with ``variants``) of its two processed copies.
+
+    The three readings run at once, as upstream's thread pool runs them; the pool is joined
+    before this returns, and the first error raised is raised here.
+    """
+    if not variants:
+        return [run_tesseract(image, machine)]
+
+    def read(negate: bool | None) -> str:
+        return run_tesseract(image if negate is None else preprocess(image, negate, machine), machine)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return list(pool.map(read, (None, False, True)))
