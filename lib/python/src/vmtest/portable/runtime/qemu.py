@@ -64,8 +64,7 @@ def qemu_argv(machine: MachineConfig) -> list[str]:
         argv = ["qemu-system-aarch64", "-machine", f"virt,gic-version=max,accel={machine.accelerator.name}",
                 "-cpu", cpu]
         if vm.graphics:
-            # virt has no display or PS/2 keyboard: NixOS' qemu-vm adds both (virtioKeyboard)
-            argv += ["-device", "virtio-gpu-pci", "-device", "virtio-keyboard-pci"]
+            argv += ["-device", "virtio-gpu-pci"]
     argv += [
         "-name", machine.name,
         "-m", str(machine.memory_mb or vm.memory_mb),
