@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -281,7 +282,16 @@ class Report:
         _write_atomically(junit, self.redactor.redact(self.junit_xml()))
         _write_atomically(summary_path, self.redactor.redact(json.dumps(summary, indent=2) + "\n"))
         # The renderer redacts each text before escaping it (an escaped secret would not match).
-        _write_atomically(page, report_html.render(summary, self.out_dir, self.redactor, own_name=html_name))
+        try:
+            html = report_html.render(summary, self.out_dir, self.redactor, own_name=html_name)
+        except Exception as error:  # write() runs in a finally: a page bug must not hide the run's own error
+            problem = html_escape(self.redactor.redact(f"{type(error).__name__}: {error}"))
+            html = (f"<!doctype html><meta charset=utf-8><title>{html_escape(self.name)}</title>"
+                    f"<p>report.html could not be drawn ({problem}); the run's results are in "
+                    f'<a href="{html_escape(junit_name)}">{html_escape(junit_name)}</a> and '
+                    f'<a href="{html_escape(summary_name)}">{html_escape(summary_name)}</a>.</p>\n')
+            print(f"vmtest.report: {page} could not be drawn: {problem}", file=sys.stderr)
+        _write_atomically(page, html)
         return junit, summary_path, page
 
     def print_table(self, stream: TextIO | None = None, color: bool | None = None) -> None:

@@ -177,5 +177,6 @@ def test_the_log_lines_reach_the_watcher_while_the_command_runs(tmp_path: Path) 
     marks = read_marks(build_log.path.read_text())
     assert [(mark.label, mark.ends) for mark in marks] == [
         ("downloading packages with apt", False), ("kernel", True), ("initramfs", True)]
-    assert marks[0].seconds < 0.5 and 0.9 <= marks[1].seconds < 2.0 and marks[2].seconds >= 2.0
+    # loose bounds: a loaded builder (the Nix check phase) may run the script late
+    assert marks[0].seconds < 0.9 and 0.9 <= marks[1].seconds < 5.0 and marks[2].seconds >= 2.0
     assert arrived[-1][1].startswith("vmtest-step: initramfs took 2.0 s")

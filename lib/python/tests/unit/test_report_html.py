@@ -156,6 +156,22 @@ def test_the_page_is_written_on_failure_from_a_finally(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp")), "written atomically"
 
 
+def test_a_page_that_cannot_be_drawn_does_not_hide_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> str:
+        raise KeyError("planted-secret-Zq81xK")
+
+    monkeypatch.setattr("vmtest.report.report_html.render", broken)
+    report = Report(tmp_path, name="doomed", redactor=Redactor(["planted-secret-Zq81xK"]))
+    with report.case("boots"):
+        pass
+    junit, summary, page = report.write()
+    assert junit.is_file() and summary.is_file()
+    text = page.read_text()
+    assert "could not be drawn (KeyError" in text and 'href="junit.xml"' in text
+    assert "planted-secret" not in text + capsys.readouterr().err, "the error is redacted too"
+
+
 def test_guest_junit_failures_keep_their_message_in_summary_and_page(tmp_path: Path) -> None:
     report = Report(tmp_path, name="e2e")
     guest_junit(tmp_path / "g.xml", failing="test_send_message[chromium]", message="AssertionError: no reply")
