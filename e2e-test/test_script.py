@@ -100,7 +100,8 @@ try:
         try:
             streamed = guest_results.follow_results(
                 client, "/tmp/e2e/results.jsonl", "/tmp/e2e/exit-status", timeout=1800,
-                alive=f'[ "$(systemctl show -p ActiveState --value {unit})" = activating ]')
+                alive=f'[ "$(systemctl show -p ActiveState --value {unit})" = activating ]',
+                redact=redactor.redact)
             report.observe("browser_results_streamed", len(streamed.results))
             status_text = client.execute("cat /tmp/e2e/exit-status")[1].strip()
         except guest_results.DetachedWorkStopped as error:

@@ -98,15 +98,19 @@ def parse_look(output: str) -> Look | None:
     return Look(state, lines, partial)
 
 
-def _announcer(machine: Machine) -> Callable[[GuestResult], None]:
+def _announcer(machine: Machine, redact: Callable[[str], str]) -> Callable[[GuestResult], None]:
     if isinstance(machine, _ShowsProgress):
-        return machine.show_progress
-    return lambda result: machine.log(result.line())
+        return machine.show_progress  # the portable runtime redacts what it shows
+    return lambda result: machine.log(redact(result.line()))
 
 
 def follow_results(machine: Machine, results: str, done: str, *, timeout: Timeout = 1800,
-                   alive: str | None = None, slice_seconds: float = SLICE_SECONDS) -> Followed:
+                   alive: str | None = None, slice_seconds: float = SLICE_SECONDS,
+                   redact: Callable[[str], str] = str) -> Followed:
     """Wait until guest file ``done`` exists, announcing each line the work appends to ``results``.
+
+    Under the NixOS driver each result is a ``machine.log`` line, passed through ``redact``
+    first (e.g. ``Redactor.redact``).
 
     ``alive`` (a guest command) must succeed while the work runs: when it fails on two looks
     in a row and ``done`` is still missing, DetachedWorkStopped is raised. Raises
@@ -114,7 +118,7 @@ def follow_results(machine: Machine, results: str, done: str, *, timeout: Timeou
     """
     deadline = Deadline.of(timeout)
     followed = Followed()
-    announce = _announcer(machine)
+    announce = _announcer(machine, redact)
     consumed = 0
     previous = ""
     stopped_looks = 0
@@ -124,7 +128,7 @@ def follow_results(machine: Machine, results: str, done: str, *, timeout: Timeou
             result = parse_result(machine.name, line)
             if result is None:
                 followed.unreadable.append(line)
-                machine.log(f"{results}: not a result line: {line[:200]!r}")
+                machine.log(redact(f"{results}: not a result line: {line[:200]!r}"))
                 continue
             followed.results.append(result)
             announce(result)

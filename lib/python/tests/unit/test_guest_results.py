@@ -18,6 +18,7 @@ from vmtest import guest_results
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.guest_results import DetachedWorkStopped, follow_results, parse_look, parse_result
 from vmtest.progress.events import Event, GuestResult
+from vmtest.redaction import Redactor
 
 
 def result_line(name: str, outcome: str = "passed", seconds: float = 1.5, message: str = "") -> str:
@@ -90,6 +91,15 @@ def writes(results: Path, done: Path, steps: list[str | None]) -> Callable[[int]
             with results.open("a") as out:
                 out.write(steps[call] or "")
     return before
+
+
+def test_results_logged_through_the_driver_are_redacted(tmp_path: Path) -> None:
+    results, done = tmp_path / "results.jsonl", tmp_path / "exit-status"
+    machine = LocalMachine(tmp_path, writes(results, done, [
+        result_line("test_login", "failed", 2.0, "wrong password hunter2-Zq81"), None]))
+    redactor = Redactor(["hunter2-Zq81"])
+    follow_results(machine, str(results), str(done), timeout=60, slice_seconds=1, redact=redactor.redact)
+    assert machine.logged == ["FAIL test_login (2.00 s): wrong password [REDACTED]"]
 
 
 def test_each_result_once_in_order_a_partial_line_held_back(tmp_path: Path) -> None:
