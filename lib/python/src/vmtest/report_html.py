@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.redaction import Redactor
+from vmtest.timeouts import format_seconds
 
 # Keys of a summary the page shows in sections of their own; the others are observations.
 LAYOUT_KEYS = frozenset({"name", "result", "started_at", "duration_seconds", "tests", "cases", "spans", "machines"})
@@ -152,7 +153,7 @@ def _data_uri(path: Path) -> str | None:
 
 
 def _seconds(value: float | None) -> str:
-    return "?" if value is None else f"{value:.1f} s" if abs(value) < 600 else f"{value / 60:.1f} min"
+    return "?" if value is None else format_seconds(value)
 
 
 def _tick_step(length: float) -> float:

@@ -16,7 +16,6 @@ from vmtest.portable.image.build_progress import (
     mark_of,
     previous_marks,
     read_marks,
-    step_line,
 )
 from vmtest.portable.image.builder import BuildLog, _run_timestamped
 from vmtest.progress.events import Began, Event, Stepped
@@ -82,7 +81,7 @@ def test_the_step_line_is_the_one_the_hook_prints(capsys: pytest.CaptureFixture[
     # The hook (steps.step_done, inside the image's hash) and the builder write the same lines.
     steps.step_done("users", time.monotonic() - 1.25)
     printed = mark_of(0.0, capsys.readouterr().err.strip())
-    ours = mark_of(0.0, step_line("users", 1.25))
+    ours = mark_of(0.0, steps.step_line("users", 1.25))
     assert printed is not None and ours is not None
     assert (printed.label, printed.ends) == (ours.label, ours.ends) == ("users", True)
     assert printed.text.rsplit(" took ", 1)[1].endswith(" s") and ours.text == "vmtest-step: users took 1.2 s"

@@ -3,7 +3,7 @@
 The builder stamps every line of the build log with the seconds since the build started
 (``[   12.3s] …``). Two kinds of line mark progress: mmdebstrap's phases (``I: downloading
 packages with apt...``), each the start of one, and ``vmtest-step: LABEL took N s``
-(the customize hook's steps, ``steps.step_done``, and the builder's own last ones), each the
+(``steps.step_line``: the customize hook's steps and the builder's own last ones), each the
 end of one. ``BuildWatcher`` turns the marks of a running build into progress events, with
 the time left read from the same marks in the newest complete log of the recipe.
 """
@@ -36,11 +36,6 @@ class Mark:
     def key(self) -> str:
         """The label with numbers blanked, to match the same step across builds (``unpack of # debs``)."""
         return re.sub(r"[0-9.]+", "#", self.label)
-
-
-def step_line(label: str, seconds: float) -> str:
-    """The log line for step ``label`` ending after ``seconds`` (as ``steps.step_done`` prints it)."""
-    return f"vmtest-step: {label} took {seconds:.1f} s"
 
 
 def mark_of(seconds: float, text: str) -> Mark | None:

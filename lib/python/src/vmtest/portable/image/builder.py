@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import TextIO
 
 from vmtest.errors import ImageBuildError
-from vmtest.portable.image.build_progress import BuildWatcher, previous_marks, step_line
+from vmtest.portable.image.build_progress import BuildWatcher, previous_marks
 from vmtest.portable.image.initramfs import build_initramfs
 from vmtest.portable.image.mounts import remove_build_dir
 from vmtest.portable.image.recipe import Recipe
-from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES
+from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES, step_line
 from vmtest.portable.runtime.process import terminate_group
 from vmtest.portable.runtime.signals import shielded
 from vmtest.progress.events import Emit, Event
+from vmtest.progress.plain import stamp
 
 BUILDER_VERSION = "6"
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "iproute2", "kmod", "procps", "busybox-static")
@@ -197,7 +198,7 @@ class BuildLog:
     def stamp(self, log: TextIO, line: str) -> None:
         """Write ``line`` (ending in a newline) stamped to the open log, and report it."""
         seconds = time.monotonic() - self.started
-        log.write(f"[{seconds:7.1f}s] {line}")
+        log.write(f"{stamp(seconds)} {line}")
         log.flush()
         self.on_line(seconds, line.rstrip("\n"))
 

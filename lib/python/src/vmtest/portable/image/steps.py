@@ -46,8 +46,13 @@ def apt_env(recipe: Recipe) -> dict[str, str]:
     return {**os.environ, "APT_CONFIG": apt_config(recipe)}
 
 
+def step_line(label: str, seconds: float) -> str:
+    """The build log's line for step ``label`` ending after ``seconds`` (``build_progress`` reads it back)."""
+    return f"vmtest-step: {label} took {seconds:.1f} s"
+
+
 def step_done(label: str, started: float) -> float:
     """Log how long step ``label`` took since ``started``; returns now, for the next step."""
     now = time.monotonic()
-    print(f"vmtest-step: {label} took {now - started:.1f} s", file=sys.stderr, flush=True)
+    print(step_line(label, now - started), file=sys.stderr, flush=True)
     return now
