@@ -1,4 +1,5 @@
-"""An emulated aarch64 machine: boot, architecture, commands, 9p and units."""
+"""An emulated aarch64 machine on one boot: architecture, commands, 9p and units, then the
+conformance suite's serial-console and lifecycle areas (each boot costs minutes under TCG)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from vmtest.errors import RequestedAssertionFailed
 from vmtest.portable.runtime.driver import Driver
 
 from ..conftest import RECIPES
+from .test_conformance import LIFECYCLE, SERIAL_CONSOLE, assert_lifecycle_record, run_area
 
 pytestmark = [pytest.mark.vm, pytest.mark.aarch64]
 
 
-def test_aarch64_machine(make_driver: Callable[..., Driver]) -> None:
+def test_aarch64_machine_then_console_and_lifecycle(make_driver: Callable[..., Driver],
+                                                    subtests: pytest.Subtests) -> None:
     driver = make_driver(f"arm={RECIPES / 'minimal-arm64.toml'}")
     machine = driver.machines[0]
     assert driver.configs[0].accelerator.name == "tcg"
@@ -31,4 +34,9 @@ def test_aarch64_machine(make_driver: Callable[..., Driver]) -> None:
     with pytest.raises(RequestedAssertionFailed, match="broken-unit-ran"):
         machine.execute("systemctl start broken.service")
         machine.wait_for_unit("broken.service", timeout=300)
-    machine.shutdown()
+    with subtests.test(msg="serial console"):
+        run_area(driver, "serial console", SERIAL_CONSOLE)
+    # last: it shuts the machine down, crashes it and starts it again
+    with subtests.test(msg="lifecycle"):
+        run_area(driver, "lifecycle", LIFECYCLE)
+        assert_lifecycle_record(driver, "arm")
