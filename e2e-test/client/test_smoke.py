@@ -25,6 +25,23 @@ def send(page: Page, text: str) -> None:
     page.get_by_test_id("send-button").click()
 
 
+def expect_reply(page: Page, text: str) -> None:
+    """Wait until the last assistant message is ``text``; fail as soon as the error banner shows,
+    with the banner's text (a failed reply must say why, not wait out the timeout)."""
+    page.wait_for_function(
+        """(text) => {
+            const replies = document.querySelectorAll('[data-testid="message-assistant"]');
+            const last = replies[replies.length - 1];
+            const banner = document.querySelector('[data-testid="error-banner"]');
+            return (last !== undefined && last.textContent.includes(text)) || (banner !== null && !banner.hidden);
+        }""",
+        arg=text,
+    )
+    banner = page.get_by_test_id("error-banner")
+    assert banner.is_hidden(), f"the assistant reply failed: {banner.text_content()}"
+    expect(page.get_by_test_id("message-assistant").last).to_have_text(text)
+
+
 def test_01_app_loads(page: Page, app_url: str) -> None:
     response = page.goto(app_url)
     assert response is not None and response.status == 200
@@ -58,14 +75,7 @@ def test_03_send_message(app: Page) -> None:
 def test_04_receive_ai_reply(app: Page) -> None:
     conversation = new_conversation(app)
     send(app, "What can you do?")
-    # Whichever comes first, the reply or an error: a failure must say why, not just time out.
-    app.wait_for_function(
-        "() => document.querySelector('[data-testid=\"message-assistant\"]') !== null"
-        " || !document.querySelector('[data-testid=\"error-banner\"]').hidden"
-    )
-    banner = app.get_by_test_id("error-banner")
-    assert banner.is_hidden(), f"the assistant reply failed: {banner.text_content()}"
-    expect(app.get_by_test_id("message-assistant").last).to_have_text("Mock reply to: What can you do?")
+    expect_reply(app, "Mock reply to: What can you do?")
     stored = app.request.get(f"/api/v1/conversations/{conversation}/messages").json()["messages"]
     assert [(m["role"], m["content"], m["completion_status"]) for m in stored] == [
         ("user", "What can you do?", "completed"),
@@ -103,9 +113,8 @@ def test_07_voice_interaction_flow(app: Page) -> None:
     app.get_by_test_id("voice-toggle").click()
     expect(app.get_by_test_id("record-button")).to_be_enabled()
     app.get_by_test_id("record-button").click()
+    expect_reply(app, "Mock reply to: What is the weather like today?")
     expect(app.get_by_test_id("voice-transcript")).to_have_text("What is the weather like today?")
-    expect(app.get_by_test_id("message-assistant").last).to_have_text(
-        "Mock reply to: What is the weather like today?")
     audio = app.get_by_test_id("voice-reply-audio").get_attribute("src") or ""
     assert audio.startswith("data:audio/wav;base64,UklGR"), "the reply's audio is a RIFF/WAV file"
 
@@ -115,7 +124,7 @@ def test_08_multiple_conversations(app: Page) -> None:
     for topic in ("apples", "bicycles", "clouds"):
         conversations.append(new_conversation(app))
         send(app, f"Tell me about {topic}")
-        expect(app.get_by_test_id("message-assistant").last).to_have_text(f"Mock reply to: Tell me about {topic}")
+        expect_reply(app, f"Mock reply to: Tell me about {topic}")
     for conversation, topic in zip(conversations, ("apples", "bicycles", "clouds"), strict=True):
         item = app.locator(f'[data-testid="conversation-item"][data-id="{conversation}"]')
         item.get_by_test_id("conversation-title").click()
@@ -136,7 +145,7 @@ def test_09_streaming_over_websocket(app: Page) -> None:
         new_conversation(app)
         send(app, "Stream this reply word by word")
         expected = "Mock reply to: Stream this reply word by word"
-        expect(app.get_by_test_id("message-assistant").last).to_have_text(expected)
+        expect_reply(app, expected)
         deltas = [frame["content"] for frame in frames if frame.get("type") == "delta"]
         assert len(deltas) == len(expected.split(" ")), f"one delta per word, got {deltas}"
         assert "".join(str(d) for d in deltas) == expected
@@ -162,7 +171,7 @@ def test_10_invalid_input_error_handling(app: Page) -> None:
 def test_11_persistence_across_reload(app: Page) -> None:
     conversation = new_conversation(app)
     send(app, "Remember this after a reload")
-    expect(app.get_by_test_id("message-assistant").last).to_have_text("Mock reply to: Remember this after a reload")
+    expect_reply(app, "Mock reply to: Remember this after a reload")
     app.reload()
     expect(app).to_have_url(re.compile(rf"/c/{conversation}$"))
     expect(app.get_by_test_id("app-root")).to_have_attribute("data-ready", "true")
