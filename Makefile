@@ -29,12 +29,13 @@ test-unit: venv
 test: deps venv lint
 	cd lib/python && ../../$(PY) -m pytest tests -v $(PYTEST_ARGS)
 
-## The e2e suite (server + client VMs, 12 browser tests) on the portable runtime. Progress: a live
+## The e2e suite (server + client VMs, 12 browser tests) on the portable runtime; a second run
+## resumes the healthy stack from a checkpoint (E2E_FLAGS=--fresh boots cold). Progress: a live
 ## display on a terminal, else time-stamped lines at least every 10 s (VMTEST_PROGRESS=live|plain|off).
 E2E_OUT ?= out/e2e
 e2e: deps venv
 	rm -rf $(E2E_OUT)
-	$(VENV)/bin/vmtest run e2e-test/test_script.py --machines e2e-test/machines.toml --out $(E2E_OUT); \
+	$(VENV)/bin/vmtest run e2e-test/test_script.py --machines e2e-test/machines.toml --out $(E2E_OUT) $(E2E_FLAGS); \
 	  status=$$?; echo "e2e: artifacts in $(abspath $(E2E_OUT)) (summary.json, junit.xml, logs/, screenshots/)"; \
 	  exit $$status
 

@@ -9,6 +9,7 @@
 from pathlib import Path
 
 from vmtest import guest_results, health, logs, migrations
+from vmtest.checkpoint import checkpoint
 from vmtest.machine_api import copy_from_machine
 from vmtest.report import Report
 
@@ -53,26 +54,33 @@ def collect_artifacts() -> None:
 
 
 try:
-    # Both boot now. On the portable runtime the client's QEMU runs at nice 19 (boot_nice in
-    # machines.toml) until its first command: on 2 cores under TCG an equal second guest would
-    # double the time to a healthy server, while the server's chain (PostgreSQL, psql, Python
-    # imports) mostly keeps one core busy and leaves the other to the client.
-    server.start()
-    client.start()
+    # A later run with the same script (through this block), images and machines resumes both
+    # machines here, stack healthy and client up, instead of booting them (vmtest.checkpoint; the
+    # portable runtime only: under the NixOS driver the block always runs).
+    with checkpoint("stack-healthy", [server, client]) as resumed:
+        if not resumed:
+            # Both boot now. On the portable runtime the client's QEMU runs at nice 19 (boot_nice in
+            # machines.toml) until its first command: on 2 cores under TCG an equal second guest would
+            # double the time to a healthy server, while the server's chain (PostgreSQL, psql, Python
+            # imports) mostly keeps one core busy and leaves the other to the client.
+            server.start()
+            client.start()
 
-    with report.step("server stack comes up in order", subtest):
-        chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)
-        report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
-        report.span_chain(server, chain)  # report.html's timeline: each link from start to ready
-        report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
-        redactor.add_env_file(server, "/etc/alicia/env")
+        with report.step("server stack comes up in order", subtest):
+            chain = health.wait_for_unit_chain(server, CHAIN, timeout=900)
+            report.observe("unit_chain_ready_offsets_s", chain.ready_offsets())
+            if not resumed:  # a resumed chain came up in the run that saved it
+                report.span_chain(server, chain)  # report.html's timeline: each link from start to ready
+                report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
+            redactor.add_env_file(server, "/etc/alicia/env")
+        client.wait_for_unit("multi-user.target")
+    report.observe("resumed_from_checkpoint", resumed)
 
     with report.step("backend health, from the server", subtest):
         backend = health.wait_for_http(server, "http://127.0.0.1:8888/health", json_subset=HEALTHY)
         report.observe("health_backend", {"status": backend.status, "body": backend.json()})
 
-    # Before the client is needed: it boots meanwhile. The migrate unit is re-run alone; the
-    # backend keeps serving.
+    # The migrate unit is re-run alone; the backend keeps serving.
     with report.step("migrations applied, reversible and idempotent", subtest):
         report.observe("migrations", migrations.check_migrations(
             server, database="alicia", directory="/etc/alicia/migrations",
@@ -80,7 +88,6 @@ try:
         ))
 
     with report.step("health through nginx, from the client", subtest):
-        client.wait_for_unit("multi-user.target")
         proxied = health.wait_for_http(
             client, "http://server/health", json_subset=HEALTHY,
             headers={"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"},

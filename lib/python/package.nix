@@ -41,7 +41,7 @@ buildPythonPackage {
   enabledTestPaths = [ "tests/unit" ];
   pythonImportsCheck = [
     "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" "vmtest.guest_results"
-    "vmtest.progress.live"
+    "vmtest.progress.live" "vmtest.checkpoint"
   ];
   meta = {
     description = "Helpers for NixOS test-driver testScripts, and a portable QEMU runtime";

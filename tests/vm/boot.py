@@ -6,16 +6,22 @@
 # accelerator and architecture.
 import os
 
+from vmtest.checkpoint import checkpoint
 from vmtest.suites import vm_validation as vv
 
 # The Nix check prepends EXPECTED_ARCH; the portable runtime's make targets set the variable.
 expected_arch = globals().get("EXPECTED_ARCH") or os.environ.get("VMTEST_EXPECT_ARCH") or None
-vm.start()  # the driver's namespace
-profile = vv.profile_for(vm, arch=expected_arch)
-vv.run_suite(
-    "boot",
-    [("reaches multi-user.target, no failed unit, arch and boot time", lambda: vv.check_boot(vm, profile))],
-    [vm],
-    driver.out_dir,
-    subtest,
-)
+# After a passing boot suite, the booted machine is saved; a later portable run with the same
+# script, image and machine resumes it here and checks it again (vmtest.checkpoint; under the
+# NixOS driver the block always runs).
+with checkpoint("booted", [vm]) as resumed:  # vm: the driver's namespace
+    if not resumed:
+        vm.start()
+    profile = vv.profile_for(vm, arch=expected_arch)
+    vv.run_suite(
+        "boot",
+        [("reaches multi-user.target, no failed unit, arch and boot time", lambda: vv.check_boot(vm, profile))],
+        [vm],
+        driver.out_dir,
+        subtest,
+    )

@@ -71,14 +71,16 @@ def secret_hits(directory: Path, secrets: Iterable[str], extra: Mapping[str, str
 @pytest.fixture
 def make_driver(tmp_path: Path) -> Iterator[Callable[..., Driver]]:
     """Factory for drivers over recipes (``name=recipe.toml`` specs), with progress events to ``progress``
-    if given; all are torn down after the test."""
+    and checkpoints in ``checkpoints`` if given; all are torn down after the test."""
     drivers: list[Driver] = []
 
-    def make(*specs: str, script: str = "", progress: Emit | None = None) -> Driver:
+    def make(*specs: str, script: str = "", progress: Emit | None = None, script_path: Path | None = None,
+             checkpoints: Path | None = None, fresh: bool = False) -> Driver:
         configs = prepare_machines(list(specs))
         out = tmp_path / f"out{len(drivers)}"
         logger = CompositeLogger([TerminalLogger(), JunitLogger(out / "junit.xml")])
-        driver = Driver(configs, script, out, logger, progress=progress)
+        driver = Driver(configs, script, out, logger, progress=progress, script_path=script_path,
+                        checkpoints=checkpoints, fresh=fresh)
         drivers.append(driver)
         return driver
 

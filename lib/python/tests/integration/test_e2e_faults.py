@@ -26,7 +26,7 @@ SECRETS = ("test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWd
 
 def run_e2e(server_recipe: str, out: Path) -> tuple[int, str]:
     process = subprocess.run(
-        [sys.executable, "-m", "vmtest.portable.cli", "run", str(SCRIPT), "--out", str(out),
+        [sys.executable, "-m", "vmtest.portable.cli", "run", str(SCRIPT), "--out", str(out), "--no-checkpoints",
          "--machines", f"server={RECIPES / 'e2e-faults' / server_recipe},client={CLIENT}"],
         capture_output=True, text=True, timeout=3000,
     )

@@ -241,7 +241,8 @@ def bench_e2e(script: Path, machines_toml: Path, log: Callable[[str], None]) -> 
     to a healthy stack, and the browser tests' share (from the suite's own summary.json)."""
     with tempfile.TemporaryDirectory(prefix="vmtest-bench-e2e-") as out:
         prepare_machines([str(machines_toml)])  # warm the images first: this times the suite, not builds
-        returncode, stderr, wall = _timed_vmtest_run([str(script), "--machines", str(machines_toml), "--out", out])
+        returncode, stderr, wall = _timed_vmtest_run([str(script), "--machines", str(machines_toml), "--out", out,
+                                                      "--fresh"])
         summary_path = Path(out) / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     steps = {case["name"]: round(case["seconds"], 1) for case in summary.get("cases", [])
@@ -258,6 +259,46 @@ def bench_e2e(script: Path, machines_toml: Path, log: Callable[[str], None]) -> 
         record["error_tail"] = stderr[-2000:]
     log(f"e2e: {record['wall_s']} s, healthy after {record['stack_healthy_after_s']} s, passed: {record['passed']}")
     return record
+
+
+def bench_e2e_checkpoint(script: Path, machines_toml: Path, log: Callable[[str], None]) -> Record:
+    """The e2e suite cold (``--fresh``: boots, then saves its checkpoint) and then resumed from that
+    checkpoint, images warm: wall times, the time from `vmtest run` to the first command after the
+    checkpoint block, the checkpoint's files and sizes, and the resumed/cold ratios."""
+    prepare_machines([str(machines_toml)])
+    runs: dict[str, Record] = {}
+    for mode, extra in (("cold", ["--fresh"]), ("resumed", [])):
+        with tempfile.TemporaryDirectory(prefix=f"vmtest-bench-e2e-{mode}-") as out:
+            launched = time.time()
+            returncode, stderr, wall = _timed_vmtest_run([str(script), "--machines", str(machines_toml),
+                                                          "--out", out, *extra])
+            record = json.loads((Path(out) / "vmtest-run.json").read_text()).get("checkpoints") or {}
+            summary_path = Path(out) / "summary.json"
+            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        ended = (record.get("block_ended_at") or {}).get("stack-healthy")
+        runs[mode] = {
+            "passed": returncode == 0,
+            "wall_s": round(wall, 1),
+            "first_command_after_checkpoint_s": round(ended - launched, 1) if ended else None,
+            "cases": len(summary.get("cases", [])),
+            "passed_cases": sum(1 for case in summary.get("cases", []) if case.get("passed")),
+            "checkpoints": record,
+        }
+        if returncode != 0:
+            runs[mode]["error_tail"] = stderr[-2000:]
+        log(f"e2e {mode}: {runs[mode]['wall_s']} s, first command after the checkpoint "
+            f"{runs[mode]['first_command_after_checkpoint_s']} s, passed: {runs[mode]['passed']}")
+    cold, resumed = runs["cold"], runs["resumed"]
+    result: Record = {**runs, "goal": {"first_command_after_checkpoint_s": 3, "wall_ratio": 0.5}}
+    if cold["first_command_after_checkpoint_s"] and resumed["first_command_after_checkpoint_s"]:
+        result["first_command_ratio"] = round(
+            resumed["first_command_after_checkpoint_s"] / cold["first_command_after_checkpoint_s"], 3)
+    result["wall_ratio"] = round(resumed["wall_s"] / cold["wall_s"], 3)
+    saved = cold["checkpoints"].get("saved") or []
+    result["checkpoint_bytes"] = {entry["name"]: entry["bytes"] for entry in saved}
+    result["checkpoint_files"] = {entry.name: entry.stat().st_size for path in map(Path, (e["path"] for e in saved))
+                                  if path.is_dir() for entry in sorted(path.iterdir())}
+    return result
 
 
 def _readiness_trial(machine: QemuMachine, trial: int, wait: Callable[[], object]) -> float:
@@ -409,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.e2e:
         machines = args.e2e
         section("e2e", lambda: bench_e2e(machines.parent / "test_script.py", machines, log))
+        section("e2e_checkpoint", lambda: bench_e2e_checkpoint(machines.parent / "test_script.py", machines, log))
     log(f"results written to {args.output}" + (f"; failed: {', '.join(failures)}" if failures else ""))
     return 1 if failures else 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -17,9 +18,10 @@ from vmtest import ci_report
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
 from vmtest.portable import doctor
 from vmtest.portable.accel import select_accelerator
-from vmtest.portable.image.builder import build_image
+from vmtest.portable.image.builder import build_image, cache_dir
 from vmtest.portable.image.recipe import Recipe, load_recipe
 from vmtest.portable.outdir import check_file_target, prepare_output_dir
+from vmtest.portable.runtime.checkpoints import human_bytes, read_stored, stored_checkpoints
 from vmtest.portable.runtime.driver import (
     BOOT_DEADLINE_KVM,
     BOOT_DEADLINE_TCG,
@@ -158,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
             stage = " while starting the machines"
             driver = Driver(configs, source, out_dir, logger, script_path=script_path, more_scripts=more,
                             global_timeout=args.global_timeout, keep_machine_state=args.keep_machine_state,
-                            boot_timeout=args.boot_timeout, redactor=redactor, progress=progress.emit)
+                            boot_timeout=args.boot_timeout, redactor=redactor, progress=progress.emit,
+                            checkpoints=None if args.no_checkpoints else checkpoint_dir(), fresh=args.fresh)
             stage = ""
             with driver:
                 outcome, code = _run_driver(driver, args, signals, script_path)
@@ -289,6 +292,32 @@ def verdict(args: argparse.Namespace) -> int:
     return 0 if passed else EXIT_FAILED
 
 
+def checkpoint_dir() -> Path:
+    """Where checkpoints live: next to the images in the cache."""
+    return cache_dir() / "checkpoints"
+
+
+def _tree_size(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def cache(args: argparse.Namespace) -> int:
+    """List the cache's images and checkpoints with their sizes; with --prune, delete the checkpoints."""
+    images = sorted(entry for entry in (cache_dir() / "images").glob("*") if entry.is_dir())
+    print(f"images in {cache_dir() / 'images'}:")
+    for image in images:
+        print(f"  {image.name:<48} {human_bytes(_tree_size(image)):>10}")
+    print(f"checkpoints in {checkpoint_dir()}:")
+    for path in stored_checkpoints(checkpoint_dir()):
+        stored = read_stored(path)
+        made = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.created)) if stored else "incomplete"
+        size = human_bytes(_tree_size(path))
+        if args.prune:
+            shutil.rmtree(path)
+        print(f"  {path.name:<48} {size:>10}  {made}" + ("  (deleted)" if args.prune else ""))
+    return 0
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -330,8 +359,15 @@ def parser() -> argparse.ArgumentParser:
                                  f"needs it (default: {BOOT_DEADLINE_KVM:.0f} s, {BOOT_DEADLINE_TCG:.0f} s under TCG)")
     run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
                             dest="keep_machine_state")
+    run_parser.add_argument("--fresh", action="store_true",
+                            help="resume no checkpoint: boot cold, and save each checkpoint anew")
+    run_parser.add_argument("--no-checkpoints", action="store_true",
+                            help="neither resume nor save checkpoints (vmtest.checkpoint blocks just run)")
     _add_progress_option(run_parser)
     run_parser.set_defaults(handler=run)
+    cache_parser = commands.add_parser("cache", help="list the cached images and checkpoints with their sizes")
+    cache_parser.add_argument("--prune", action="store_true", help="delete every checkpoint")
+    cache_parser.set_defaults(handler=cache)
     build_parser = commands.add_parser("build", help="build (or find cached) images for recipes")
     build_parser.add_argument("recipes", nargs="+")
     _add_progress_option(build_parser)

@@ -25,9 +25,11 @@ from types import TracebackType
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
+from vmtest.portable.runtime.checkpoints import CheckpointStore
 from vmtest.portable.runtime.logger import CompositeLogger, ProgressLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.namespace import identifier
+from vmtest.portable.runtime.parallel import each_in_parallel
 from vmtest.portable.runtime.polling import PollingCondition
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
 from vmtest.portable.runtime.signals import shielded
@@ -77,6 +79,8 @@ class Driver:
         boot_timeout: float | None = None,
         redactor: Redactor | None = None,
         progress: Emit | None = None,
+        checkpoints: Path | None = None,
+        fresh: bool = False,
     ) -> None:
         self.tests = test_script
         self.script_path = script_path
@@ -134,6 +138,15 @@ class Driver:
         except BaseException:
             self.terminate()
             raise
+        # vmtest.checkpoint's store: the run's testScripts by the filename they are compiled under.
+        self.checkpoints: CheckpointStore | None = None
+        if checkpoints is not None:
+            scripts = {str(self.script_path or "<testScript>"): self.tests}
+            scripts.update({str(path): path.read_text() for path in self.more_scripts})
+            self.checkpoints = CheckpointStore(checkpoints, scripts, {c.name: c for c in self.configs},
+                                               self.logger.info, fresh=fresh)
+            for machine in self.machines:
+                machine.checkpoint_store = self.checkpoints
         for config, machine in zip(self.configs, self.machines, strict=True):
             accel = config.accelerator
             machine.accelerator_reason = f"{accel.name}: {accel.reason}"
@@ -240,6 +253,7 @@ class Driver:
                 }
                 for config, machine in zip(self.configs, self.machines, strict=False)
             },
+            "checkpoints": self.checkpoints.record() if self.checkpoints is not None else None,
         }
         write_run_record(self.out_dir, record, self.redactor)
 
@@ -335,24 +349,8 @@ class Driver:
 
     def start_all(self) -> None:
         """Start every machine in parallel; raises MachineError listing the ones that failed."""
-        # Daemon threads, not a thread pool: an interrupt that lands while the pool starts or
-        # shuts down its workers can leave one waiting for work, and the interpreter then
-        # waits for it at exit.
-        failures: dict[str, BaseException] = {}
-
-        def start(machine: QemuMachine) -> None:
-            try:
-                machine.start()
-            except BaseException as error:  # reported below, by the thread that waits
-                failures[machine.name] = error
-
         with self.logger.nested("start all VMs"):
-            threads = [threading.Thread(target=start, args=(machine,), name=f"start-{machine.name}", daemon=True)
-                       for machine in self.machines]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            failures = each_in_parallel(self.machines, QemuMachine.start, lambda machine: machine.name)
             if failures:
                 raise MachineError(
                     "failed to start: " + "; ".join(f"{name}: {error}" for name, error in failures.items())

@@ -36,7 +36,7 @@ from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
 from vmtest.timeouts import Timeout, format_seconds, to_seconds
-from vmtest.waiting import Deadline, WaitTimedOut, timed_out
+from vmtest.waiting import Deadline, WaitTimedOut, poll, timed_out
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
@@ -110,6 +110,8 @@ class QemuMachine(MonitorMachine, X11Machine):
         # Why the host gave this machine its accelerator (the driver sets it): reports show it, as the
         # guest only sees the outcome.
         self.accelerator_reason: str | None = None
+        # The run's checkpoints (vmtest.checkpoint), set by the driver when it keeps them.
+        self.checkpoint_store: Any = None
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -183,6 +185,41 @@ class QemuMachine(MonitorMachine, X11Machine):
         if self.booted:
             return
         self.log("starting vm")
+        self._launch(allow_reboot)
+
+    def resume_from(self, state: Path) -> None:
+        """Start QEMU on the RAM and device state saved in ``state`` (a QEMU migration stream; the
+        caller has put the saved disk in place) and return once the guest runs, connected: its
+        backdoor shell was saved mid-session and answers without booting. Raises MachineError when
+        QEMU rejects the state, naming QEMU's last words."""
+        if self.booted:
+            raise MachineError(f"{self.name}: cannot resume a checkpoint into a running machine")
+        self.log(f"resuming vm from {state}")
+        self.boot_nice = 0  # nothing boots: nothing to hold back
+        self._launch(False, incoming=state)
+        assert self.qmp_client is not None
+        qmp = self.qmp_client
+        seen: list[str] = []
+
+        def loaded(_last_try: bool) -> bool:
+            # The state was saved paused, so the guest stays paused once it is loaded.
+            seen.append(str(qmp.send("query-status").get("status")))
+            return seen[-1] != "inmigrate" or self.process is None or self.process.poll() is not None
+
+        deadline = Deadline(QEMU_CONNECT_TIMEOUT)
+        if poll(loaded, deadline, interval=0.05, last_try=False) and seen[-1] == "paused":
+            qmp.send("cont")
+            seen.append(str(qmp.send("query-status").get("status")))
+        if seen[-1] != "running":
+            raise MachineError(
+                f"{self.name}: QEMU did not resume from {state} (status {seen[-1]!r} after "
+                f"{format_seconds(deadline.elapsed())}, timeout {format_seconds(deadline.limit)}); "
+                f"console log: {self.console_log_path}\n" + self.console_tail(10))
+        self.connected = True
+        self.connected_at = time.monotonic()
+        self.log(f"resumed: guest running after {format_seconds(self.connected_at - (self.started_at or 0))}")
+
+    def _launch(self, allow_reboot: bool, incoming: Path | None = None) -> None:
         # cleanup_statedir() may have removed it: the next start boots a fresh disk, as a new machine's
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         monitor_server = self._listen(self.monitor_path)
@@ -196,6 +233,8 @@ class QemuMachine(MonitorMachine, X11Machine):
         ]
         if not allow_reboot:
             arguments.append("-no-reboot")
+        if incoming is not None:
+            arguments += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]
         environment = {
             **os.environ,
             "TMPDIR": str(self.state_dir),
