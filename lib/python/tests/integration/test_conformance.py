@@ -2,8 +2,8 @@
 
 Each script asserts upstream's documented behaviour with its own negative control
 (a wait that must fail, raising RequestedAssertionFailed as upstream's does). Areas:
-systemd and units, waits, console and keyboard, files and copy, lifecycle (shutdown,
-crash, restart, cleanup_statedir, the run record; not reboot: README's table says why),
+systemd and units, waits, console and keyboard, files and copy, lifecycle (reboot on x86_64,
+shutdown, crash, restart, cleanup_statedir, the run record),
 networking with block/unblock, monitor and QMP, OCR, X11 (a desktop twin, and the named
 failure without one); the serial console and lifecycle also on aarch64, in test_aarch64.py.
 The logic without VMs: tests/unit/test_machine_logic.py.
@@ -294,6 +294,25 @@ with subtest("crash, then a start with no command since"):
     machine.start()
 """
 
+# Before LIFECYCLE on x86_64 (on aarch64 a boot under TCG costs minutes): the first start allows
+# reboots, so Ctrl+Alt+Delete resets the guest in the same QEMU.
+REBOOT = PRELUDE + """
+machine.start(allow_reboot=True)
+machine.wait_for_unit("multi-user.target")
+
+with subtest("reboot: Ctrl+Alt+Delete, and the next command waits for the new boot"):
+    first_boot = machine.succeed("cat /proc/sys/kernel/random/boot_id")
+    machine.succeed("echo kept > /root/across-reboot", "touch /run/gone-after-reboot")
+    pid = machine.pid
+    machine.reboot()
+    machine.wait_for_unit("multi-user.target", timeout=600)
+    t.assertNotEqual(machine.succeed("cat /proc/sys/kernel/random/boot_id"), first_boot)
+    t.assertEqual(machine.pid, pid, "the same QEMU: the guest was reset, not started again")
+    t.assertEqual(machine.succeed("cat /root/across-reboot"), "kept\\n")
+    # negative control: what only the old boot had (a tmpfs) is gone
+    machine.fail("test -e /run/gone-after-reboot")
+"""
+
 OCR = PRELUDE + '''
 machine.wait_for_unit("multi-user.target")
 machine.wait_until_tty_matches("1", "login:", timeout=120)
@@ -387,8 +406,9 @@ def test_areas_on_one_minimal_machine(make_driver: Callable[..., Driver], subtes
             run_area(driver, area, script)
 
 
-def test_lifecycle(make_driver: Callable[..., Driver]) -> None:
+def test_reboot_then_lifecycle(make_driver: Callable[..., Driver]) -> None:
     driver = make_driver(f"machine={MINIMAL}")
+    run_area(driver, "reboot", REBOOT)
     run_area(driver, "lifecycle", LIFECYCLE)
     assert_lifecycle_record(driver, "machine")
 
