@@ -48,6 +48,15 @@ def vm_processes() -> list[str]:
     return live
 
 
+def guest_panic(out: Path) -> str | None:
+    """The first kernel panic line in a run's serial logs (``out/serial/*.log``), or None."""
+    for log in sorted((out / "serial").glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "Kernel panic" in line:
+                return f"{log.stem}: {line.strip()}"
+    return None
+
+
 def secret_forms(secret: str) -> dict[str, str]:
     """How ``secret`` may appear in an artifact, spelt out here independently of vmtest.redaction."""
     return {
