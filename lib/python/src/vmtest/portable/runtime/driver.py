@@ -334,6 +334,8 @@ class Driver:
 
         def expire() -> None:
             self.timed_out = True
+            # The record is written on the way out, maybe before the caller can set the outcome.
+            self.outcome = "timed out"
             self.timed_out_while = self.logger.doing()
             self.logger.error(
                 f"global timeout of {format_seconds(self.global_timeout)} reached {self.timed_out_while}: "
