@@ -119,9 +119,6 @@ class Stored:
     files: dict[str, int]  # file name -> size when saved
     created: float
 
-    def size(self) -> int:
-        return sum(entry.stat().st_size for entry in self.path.iterdir() if entry.is_file())
-
     def broken(self) -> str | None:
         """Why the files cannot be this checkpoint's (missing, truncated, not a QEMU state), or None."""
         for file_name, size in self.files.items():
@@ -130,9 +127,14 @@ class Stored:
                 return f"{file_name} is missing"
             if entry.stat().st_size != size:
                 return f"{file_name} is {entry.stat().st_size} bytes, {size} were saved (truncated or changed)"
-            if file_name.endswith(".state") and entry.read_bytes()[:4] != QEMU_STATE_MAGIC:
+            if file_name.endswith(".state") and _head(entry, len(QEMU_STATE_MAGIC)) != QEMU_STATE_MAGIC:
                 return f"{file_name} is not a QEMU migration stream (its header is not {QEMU_STATE_MAGIC!r})"
         return None
+
+
+def _head(path: Path, size: int) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(size)
 
 
 def read_stored(path: Path) -> Stored | None:
@@ -196,13 +198,12 @@ class CheckpointStore:
 
     def fingerprint(self, machines: Sequence[QemuMachine], filename: str, line: int) -> Fingerprint:
         configs = [self.configs[machine.name] for machine in machines]
-        for config in configs:
-            binary = qemu_argv(config)[0]
-            if binary not in self._qemu:
-                self._qemu[binary] = qemu_version(binary)
+        binaries = {qemu_argv(config)[0] for config in configs}
+        for binary in binaries - set(self._qemu):
+            self._qemu[binary] = qemu_version(binary)
         source = self.scripts.get(filename, "")
         return Fingerprint(
-            qemu={qemu_argv(config)[0]: self._qemu[qemu_argv(config)[0]] for config in configs},
+            qemu={binary: self._qemu[binary] for binary in sorted(binaries)},
             images={config.name: config.image.directory.name for config in configs},
             machines={machine.name: _digest(_without_comments(Path(machine.start_command).read_text()))
                       for machine in machines},
@@ -292,7 +293,8 @@ class Site:
             shutil.rmtree(stored.path, ignore_errors=True)
             return False
         elapsed = time.monotonic() - started
-        say(f"{what}: resumed in {format_seconds(elapsed)} from {stored.path} ({human_bytes(stored.size())})")
+        size = human_bytes(sum(stored.files.values()))
+        say(f"{what}: resumed in {format_seconds(elapsed)} from {stored.path} ({size})")
         self.store.resumed.append(self.name)
         return True
 
@@ -325,7 +327,6 @@ class Site:
                 shutil.rmtree(old, ignore_errors=True)
             partial.rename(self.path)
         except Exception as error:  # a checkpoint is an optimisation: failing to save fails no test
-            shutil.rmtree(partial, ignore_errors=True)
             self.store.tell(f"{what}: not saved after {format_seconds(time.monotonic() - started)}: {error}")
             return
         finally:
