@@ -141,7 +141,7 @@ class Driver:
         # vmtest.checkpoint's store: the run's testScripts by the filename they are compiled under.
         self.checkpoints: CheckpointStore | None = None
         if checkpoints is not None:
-            scripts = {str(self.script_path or "<testScript>"): self.tests}
+            scripts = {script_filename(self.script_path): self.tests}
             scripts.update({str(path): path.read_text() for path in self.more_scripts})
             self.checkpoints = CheckpointStore(checkpoints, scripts, {c.name: c for c in self.configs},
                                                self.logger.info, fresh=fresh)
@@ -293,7 +293,7 @@ class Driver:
 
     def compile_script(self) -> Any:
         """Compile the testScript; raises SyntaxError before anything boots."""
-        return compile(self.tests, str(self.script_path or "<testScript>"), "exec")
+        return compile(self.tests, script_filename(self.script_path), "exec")
 
     def test_script(self) -> None:
         """Run the testScript in the namespace; then each of ``more_scripts`` in a fresh one.
@@ -306,7 +306,7 @@ class Driver:
             with self.logger.nested("running the VM test script"):
                 exec(self.compile_script(), self.test_symbols(), None)
             return
-        scripts = [(self.script_path or Path("<testScript>"), self.tests)]
+        scripts = [(Path(script_filename(self.script_path)), self.tests)]
         scripts += [(path, path.read_text()) for path in self.more_scripts]
         failed: list[str] = []
         for path, source in scripts:
@@ -430,9 +430,14 @@ def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 2)
 
 
+def script_filename(script_path: Path | None) -> str:
+    """The filename a testScript is compiled under: its tracebacks and checkpoint keys name it so."""
+    return str(script_path or "<testScript>")
+
+
 def script_traceback(error: BaseException, script_path: Path | None) -> str:
     """The traceback frames that belong to the testScript, with their source lines."""
-    name = str(script_path or "<testScript>")
+    name = script_filename(script_path)
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == name]
     lines = []
     for frame in frames:
