@@ -30,8 +30,11 @@ __all__ = ["CheckpointStore", "Fingerprint", "Stored", "differences", "human_byt
 
 QEMU_STATE_MAGIC = b"QEVM"  # the first bytes of every QEMU migration stream
 # The 9p shares, by their fstab entries (image/configure.py)
-UNMOUNT_SHARES = "sync; umount -a -t 9p"
 MOUNT_SHARES = "mount -a -t 9p"
+# Before a save: the shares unmounted, then the journal rotated, so that the saved run's entries are
+# in archived files, which a resumed guest deletes (the rotation costs the cold run, not the resume).
+PREPARE_SAVE = "umount -a -t 9p && { journalctl --rotate >/dev/null 2>&1; sync; }"
+ARCHIVED_JOURNALS = "/var/log/journal/*/*@*.journal* /run/log/journal/*/*@*.journal*"
 SAVE_TIMEOUT = 600.0
 
 
@@ -347,7 +350,7 @@ def save_machines(machines: Sequence[QemuMachine], directory: Path) -> dict[str,
     returns each file's size. QEMU refuses to migrate a guest with a 9p export mounted, so the
     shares are unmounted around the save."""
     for machine in machines:
-        machine.succeed(UNMOUNT_SHARES, timeout=120)
+        machine.succeed(PREPARE_SAVE, timeout=120)
     try:
         for machine in machines:
             assert machine.qmp_client is not None
@@ -395,8 +398,5 @@ def resume_machine(machine: QemuMachine, directory: Path) -> None:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
                     "-b", str(directory / f"{machine.name}.qcow2"), str(_disk(machine))], check=True)
     machine.resume_from(directory / f"{machine.name}.state")
-    machine.succeed(
-        f"date -s @{time.time():.3f} >/dev/null; {MOUNT_SHARES}; "
-        # the saved run's entries: archive them, then drop every archived file
-        "journalctl --rotate >/dev/null 2>&1; rm -f /var/log/journal/*/*@*.journal* /run/log/journal/*/*@*.journal*",
-        timeout=120)
+    # the saved run's journal entries are in the files archived before the save (PREPARE_SAVE)
+    machine.succeed(f"date -s @{time.time():.3f} >/dev/null; {MOUNT_SHARES}; rm -f {ARCHIVED_JOURNALS}", timeout=120)
