@@ -110,6 +110,7 @@
               ps.rich
               ps.ptpython
               ps.pytest
+              ps.pytest-rerunfailures # tests/conftest.py: a VM test whose guest kernel panicked runs once more
               ps.mypy
               ps.pyyaml
               ps.types-pyyaml

@@ -19,7 +19,7 @@ let
     buildPythonPackage = attrs: drv "python3-${attrs.pname}-${attrs.version}" attrs;
   } // lib.genAttrs [
     "setuptools" "colorama" "junit-xml" "rich" "pytestCheckHook" "pytest" "mypy" "ptpython" "pyyaml"
-    "types-pyyaml" "aiohttp" "psycopg" "playwright" "pytest-playwright"
+    "types-pyyaml" "aiohttp" "psycopg" "playwright" "pytest-playwright" "pytest-rerunfailures"
   ] (name: drv "python3-${name}" { pname = name; });
   base = final: {
     inherit lib;
