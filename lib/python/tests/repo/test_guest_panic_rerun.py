@@ -1,4 +1,6 @@
-"""A VM test whose error names a guest kernel panic runs once more; any other failure does not."""
+"""The repository's rule for VM tests (tests/conftest.py): one whose error names a guest kernel panic
+runs once more; any other failure does not. Here, not in tests/unit: Nix's check phase has no
+pytest-rerunfailures, and the rule is for `make test`, not for the package."""
 
 from __future__ import annotations
 
