@@ -123,7 +123,8 @@ with subtest("the testScript namespace"):
     log.info("a line from the testScript")
 
 with subtest("join_all waits for every machine to power off"):
-    machine.execute("systemctl poweroff --no-block")
+    # no status request: the shutdown may have stopped the guest's shell before it could answer one
+    machine.execute("systemctl poweroff --no-block", check_return=False)
     join_all()
     t.assertFalse(machine.booted or machine.is_up())
 """
@@ -282,7 +283,8 @@ with subtest("cleanup_statedir: the next start boots a fresh disk"):
     machine.fail("test -e /root/state")
 
 with subtest("a poweroff from inside, awaited by wait_for_shutdown"):
-    machine.execute("systemctl poweroff --no-block")
+    # no status request: the shutdown may have stopped the guest's shell before it could answer one
+    machine.execute("systemctl poweroff --no-block", check_return=False)
     machine.wait_for_shutdown()
     t.assertFalse(machine.is_up() or machine.booted)
 
