@@ -1,9 +1,8 @@
-"""The flake's outputs evaluated here: real nixpkgs lib, stub packages (nix/flake-outputs.nix)."""
+"""The flake's outputs evaluated here: the stub lib and stub packages (nix/flake-outputs.nix)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,31 +14,30 @@ class EvaluationError(Exception):
     """nix-instantiate could not evaluate the expression; the message has its error."""
 
 
-def instantiate_json(arguments: list[str], lib: Path) -> Any:
-    """``nix-instantiate --eval --strict --json ARGUMENTS`` with ``lib`` as the stubs' nixpkgs lib; the value.
+def instantiate_json(arguments: list[str]) -> Any:
+    """``nix-instantiate --eval --strict --json ARGUMENTS``; the value.
 
     Raises EvaluationError with nix's errors (its warnings about this host's nix.conf left out).
     """
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", *arguments],
-                          capture_output=True, text=True, check=False,
-                          env={**os.environ, "VMTEST_NIXPKGS_LIB": str(lib)})
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
         raise EvaluationError("\n".join(errors))
     return json.loads(done.stdout)
 
 
-def evaluate(flake: Path, lib: Path, expression: str) -> Any:
+def evaluate(flake: Path, expression: str) -> Any:
     """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data."""
-    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ nixpkgsLib = {lib}; flake = {flake.resolve()}; }}; "
+    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ flake = {flake.resolve()}; }}; "
                f"in {expression}")
-    return instantiate_json(["-E", program], lib)
+    return instantiate_json(["-E", program])
 
 
-def output_names(flake: Path, lib: Path) -> dict[str, Any]:
+def output_names(flake: Path) -> dict[str, Any]:
     """``{checks,packages,apps: {system: [names]}, nixosConfigurations: [names], devShells: …}``."""
     names = "builtins.mapAttrs (system: set: builtins.attrNames set)"
-    result: dict[str, Any] = evaluate(flake, lib, (
+    result: dict[str, Any] = evaluate(flake, (
         f"{{ checks = {names} outputs.checks; packages = {names} outputs.packages; apps = {names} outputs.apps; "
         f"devShells = {names} outputs.devShells; "
         "nixosConfigurations = builtins.attrNames outputs.nixosConfigurations; }"))

@@ -23,16 +23,12 @@ build user, and the interpreter's exact version (the venv's Python runs, not nix
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from vmtest.portable.image.builder import cache_dir
 
 from .flake_eval import EvaluationError, instantiate_json
 
@@ -116,33 +112,10 @@ class Rehearsal:
         return self.phase == "check" and self.returncode == 0
 
 
-def nixpkgs_lib(repo: Path) -> Path:
-    """nixpkgs ``lib`` for stub evaluations: ``$VMTEST_NIXPKGS_LIB``, else shared/'s tarball unpacked once."""
-    configured = os.environ.get("VMTEST_NIXPKGS_LIB")
-    if configured:
-        return Path(configured)
-    tarball = repo.parent / "shared" / "nixpkgs-lib" / "nixpkgs-lib.tar.gz"
-    if not tarball.is_file():
-        raise RehearsalError(f"no nixpkgs lib: {tarball} is missing and VMTEST_NIXPKGS_LIB is not set")
-    # Unpacked once into vmtest's cache, keyed by the tarball's content, like the images.
-    key = hashlib.sha256(tarball.read_bytes()).hexdigest()[:16]
-    unpacked = cache_dir() / "nixpkgs-lib" / key
-    if not (unpacked / "nixpkgs-lib" / "lib" / "default.nix").is_file():
-        unpacked.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=unpacked.parent))
-        subprocess.run(["tar", "-xzf", str(tarball), "-C", str(staging)], check=True)
-        try:
-            staging.rename(unpacked)
-        except OSError:  # another process unpacked it first
-            shutil.rmtree(staging, ignore_errors=True)
-    return unpacked / "nixpkgs-lib" / "lib"
-
-
-def evaluate_python_package(package_nix: Path, lib: Path) -> PythonPackage:
-    """Evaluate ``package_nix`` as callPackage would (real lib, stub packages); raise RehearsalError."""
+def evaluate_python_package(package_nix: Path) -> PythonPackage:
+    """Evaluate ``package_nix`` as callPackage would (stub lib and packages); raise RehearsalError."""
     try:
-        attrs = instantiate_json(["--arg", "nixpkgsLib", str(lib), "--arg", "package", str(package_nix.resolve()),
-                                  str(ARGS_EXPRESSION)], lib)
+        attrs = instantiate_json(["--arg", "package", str(package_nix.resolve()), str(ARGS_EXPRESSION)])
     except EvaluationError as error:
         raise RehearsalError(f"{package_nix}: evaluation failed:\n{error}") from None
     unknown = sorted(set(attrs) - KNOWN_ATTRS)
@@ -244,13 +217,13 @@ def _sandboxed(argv: list[str]) -> list[str]:
     return [unshare, "--net", "--", "/bin/sh", "-c", f'{ip} link set lo up 2>/dev/null; exec "$@"', "sh", *argv]
 
 
-def rehearse(package_nix: Path, workdir: Path, lib: Path, python: Path | None = None) -> Rehearsal:
+def rehearse(package_nix: Path, workdir: Path, python: Path | None = None) -> Rehearsal:
     """Build and check the package as buildPythonPackage would; the phase that ended it and its output.
 
     ``python`` reuses a venv made by make_venv for the same package (the rehearsal's slow part).
     Raises RehearsalError when package.nix cannot be evaluated or declares unmapped inputs.
     """
-    package = evaluate_python_package(package_nix, lib)
+    package = evaluate_python_package(package_nix)
     source = copy_source(package, workdir / "source")
     python = python or make_venv(package, workdir / "venv")
     prefix = workdir / "out"

@@ -21,28 +21,24 @@ from .repo_checks import REPO
 PACKAGE = REPO / "lib/python"
 
 
-@pytest.fixture(scope="module")
-def lib() -> Path:
-    return nix_rehearsal.nixpkgs_lib(REPO)
-
 
 @pytest.fixture(scope="module")
-def venv(lib: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One venv with exactly the declared inputs, shared by the rehearsals below."""
-    package = nix_rehearsal.evaluate_python_package(PACKAGE / "package.nix", lib)
+    package = nix_rehearsal.evaluate_python_package(PACKAGE / "package.nix")
     return nix_rehearsal.make_venv(package, tmp_path_factory.mktemp("venv") / "venv")
 
 
-def test_package_nix_declares_what_the_rehearsal_reads(lib: Path) -> None:
-    package = nix_rehearsal.evaluate_python_package(PACKAGE / "package.nix", lib)
+def test_package_nix_declares_what_the_rehearsal_reads() -> None:
+    package = nix_rehearsal.evaluate_python_package(PACKAGE / "package.nix")
     assert package.enabled_test_paths == ("tests/unit",)
     relative = {str(path.relative_to(package.root)) for path in package.files}
     assert "src/vmtest/health.py" in relative and "tests/unit/test_recipe.py" in relative
     assert not any(name.startswith(("tests/repo/", "tests/integration/")) for name in relative)
 
 
-def test_the_check_phase_passes_as_nix_runs_it(lib: Path, venv: Path, tmp_path: Path) -> None:
-    rehearsal = nix_rehearsal.rehearse(PACKAGE / "package.nix", tmp_path, lib, python=venv)
+def test_the_check_phase_passes_as_nix_runs_it(venv: Path, tmp_path: Path) -> None:
+    rehearsal = nix_rehearsal.rehearse(PACKAGE / "package.nix", tmp_path, python=venv)
     assert rehearsal.passed, rehearsal.output[-6000:]
     summary = rehearsal.output.strip().splitlines()[-1]
     assert " passed" in summary and "error" not in summary, summary
@@ -94,10 +90,10 @@ PLANTED = {
 
 
 @pytest.mark.parametrize("kind", sorted(PLANTED))
-def test_the_rehearsal_fails_where_nix_would(kind: str, lib: Path, venv: Path, tmp_path: Path) -> None:
+def test_the_rehearsal_fails_where_nix_would(kind: str, venv: Path, tmp_path: Path) -> None:
     body, expected = PLANTED[kind]
     copy = _planted_copy(tmp_path, body)
     assert _passes_in_place(copy), "the planted test must pass in the repository, as it did on main"
-    rehearsal = nix_rehearsal.rehearse(copy / "package.nix", tmp_path / "work", lib, python=venv)
+    rehearsal = nix_rehearsal.rehearse(copy / "package.nix", tmp_path / "work", python=venv)
     assert not rehearsal.passed and rehearsal.phase == "check"
     assert expected in rehearsal.output, rehearsal.output[-4000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import flake_eval, guest_interface, nix_rehearsal, nix_scripts
+from . import flake_eval, guest_interface, nix_scripts
 from .repo_checks import REPO, nix_files, tracked_copy
 
 # e2e-test/nix/packages.nix's browser runner as main had it: the placeholder names the
@@ -37,10 +37,6 @@ OLD_BROWSER_RUN = (
     "'e2e-run-browser-tests /tmp/e2e'\")\n"
 )
 
-
-@pytest.fixture(scope="module")
-def lib() -> Path:
-    return nix_rehearsal.nixpkgs_lib(REPO)
 
 
 # Embedded shell.
@@ -117,8 +113,8 @@ def _readme_references() -> set[str]:
     return set(re.findall(r"\.#([\w.-]+)", (REPO / "README.md").read_text()))
 
 
-def test_every_output_readme_names_exists(lib: Path) -> None:
-    names = flake_eval.output_names(REPO, lib)
+def test_every_output_readme_names_exists() -> None:
+    names = flake_eval.output_names(REPO)
     systems = ("x86_64-linux", "aarch64-linux")
     for system in systems:
         assert {"vmtest", "vm-boot", "vm-service", "vm-integration"} <= set(names["checks"][system])
@@ -143,8 +139,8 @@ def test_every_output_readme_names_exists(lib: Path) -> None:
     assert "e2e-artifacts" in _readme_references()
 
 
-def test_every_vm_check_carries_its_artifacts_and_interactive_driver(lib: Path) -> None:
-    shapes = flake_eval.evaluate(REPO, lib, (
+def test_every_vm_check_carries_its_artifacts_and_interactive_driver() -> None:
+    shapes = flake_eval.evaluate(REPO, (
         "builtins.mapAttrs (system: checks: builtins.mapAttrs (name: check: "
         "{ artifacts = check ? artifacts; interactive = check ? driverInteractive; }) "
         "(removeAttrs checks [ \"vmtest\" ])) outputs.checks"))
@@ -162,29 +158,29 @@ def _dev_extra_in_nix_names() -> set[str]:
     return wanted - {"ruff"}  # ruff is pkgs.ruff in the devShell, not a Python package
 
 
-def _dev_shell_python(flake: Path, lib: Path) -> set[str]:
-    packages: list[str] = flake_eval.evaluate(flake, lib, (
+def _dev_shell_python(flake: Path) -> set[str]:
+    packages: list[str] = flake_eval.evaluate(flake, (
         "let shell = outputs.devShells.x86_64-linux.default; "
         "python = builtins.head (builtins.filter (p: p ? packages) shell.packages); "
         "in map (p: p.pname) python.packages"))
     return {name.lower() for name in packages}
 
 
-def test_the_dev_shell_has_what_make_test_imports(lib: Path) -> None:
-    assert _dev_extra_in_nix_names() - _dev_shell_python(REPO, lib) == set()
+def test_the_dev_shell_has_what_make_test_imports() -> None:
+    assert _dev_extra_in_nix_names() - _dev_shell_python(REPO) == set()
 
 
-def test_a_dev_shell_without_pyyaml_is_found(lib: Path, tmp_path: Path) -> None:
+def test_a_dev_shell_without_pyyaml_is_found(tmp_path: Path) -> None:
     copy = tracked_copy(tmp_path / "repo")
     flake = copy / "flake.nix"
     flake.write_text(flake.read_text().replace("ps.pyyaml\n", "\n"))
-    assert _dev_extra_in_nix_names() - _dev_shell_python(copy, lib) == {"pyyaml"}
+    assert _dev_extra_in_nix_names() - _dev_shell_python(copy) == {"pyyaml"}
 
 
 # The artifacts and the verdict, run as their builders would (stand-ins for the store paths).
 
-def _build_commands(lib: Path) -> tuple[str, str]:
-    commands: list[str] = flake_eval.evaluate(REPO, lib, (
+def _build_commands() -> tuple[str, str]:
+    commands: list[str] = flake_eval.evaluate(REPO, (
         "let check = outputs.checks.x86_64-linux.e2e; in [ check.artifacts.buildCommand check.buildCommand ]"))
     return commands[0], commands[1]
 
@@ -198,9 +194,9 @@ def _run_builder(command: str, out: Path, stand_ins: dict[str, str]) -> subproce
 
 
 @pytest.mark.parametrize("driver_status", [0, 1])
-def test_the_artifacts_survive_a_failing_run_and_the_verdict_fails(lib: Path, tmp_path: Path,
+def test_the_artifacts_survive_a_failing_run_and_the_verdict_fails(tmp_path: Path,
                                                                   driver_status: int) -> None:
-    artifacts_command, verdict_command = _build_commands(lib)
+    artifacts_command, verdict_command = _build_commands()
     fake = tmp_path / "driver/bin/nixos-test-driver"
     fake.parent.mkdir(parents=True)
     junit = ('<testsuite name="alicia-e2e"><testcase name="server stack comes up in order">'

@@ -1,9 +1,9 @@
-# The flake's outputs, evaluated here with real nixpkgs lib and stub packages
+# The flake's outputs, evaluated here with the stub lib (lib/) and stub packages
 # (stub-nixpkgs/): what `nix flake show` would list, without a Nix store or nixpkgs.
 # nixpkgs.lib.nixosSystem and the Home Manager module are stubs too.
-{ nixpkgsLib, flake }:
+{ flake }:
 let
-  lib = import ./polyfilled-lib.nix nixpkgsLib;
+  lib = import ./lib;
   nixpkgs = {
     outPath = ./stub-nixpkgs;
     lib = lib // { nixosSystem = args: { stub = "nixosSystem"; inherit (args) modules; }; };

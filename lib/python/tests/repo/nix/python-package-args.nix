@@ -1,11 +1,11 @@
 # What a Python package's package.nix gives buildPythonPackage, for the check-phase rehearsal
-# (tests/repo/nix_rehearsal.py). Real: nixpkgs lib, including lib.fileset, which selects the
+# (tests/repo/nix_rehearsal.py). The stub lib (lib/), including lib.fileset, which selects the
 # source's files. Stubs: every other argument callPackage would pass (a package is
 # { pname = <argument name>; }), buildPythonPackage (returns its attribute set) and
 # lib.fileset.toSource (returns the selected files instead of a store path).
-{ nixpkgsLib, package }:
+{ package }:
 let
-  lib = import ./polyfilled-lib.nix nixpkgsLib;
+  lib = import ./lib;
   fileset = lib.fileset // {
     toSource = { root, fileset }: {
       root = toString root;

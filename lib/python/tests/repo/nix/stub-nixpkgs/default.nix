@@ -1,11 +1,11 @@
 # A stand-in for `import nixpkgs { system; overlays; }`, for evaluating the flake's outputs here
-# (flake-outputs.nix). Real: nixpkgs lib ($VMTEST_NIXPKGS_LIB), overlay composition
+# (flake-outputs.nix). The stub lib (../lib), overlay composition
 # (lib.extends, as pkgs/top-level does), pythonPackagesExtensions, callPackage's argument
 # matching (builtins.functionArgs). Stubs: every package is { type = "derivation"; name; ... }
 # recording what it was given; runNixOSTest records its arguments and evaluates no node.
 { system, overlays ? [ ] }:
 let
-  lib = import ../polyfilled-lib.nix (builtins.getEnv "VMTEST_NIXPKGS_LIB");
+  lib = import ../lib;
   drv = name: attrs: {
     type = "derivation";
     inherit name;
