@@ -25,7 +25,11 @@ packages=(
   zstd               # Debian kernels ship zstd-compressed modules
   systemd            # systemctl --root: unit presets of a foreign image, replayed natively
   udev               # systemd-hwdb: compiles a foreign image's hardware database natively
-  nix-bin            # nix-instantiate: parse and evaluate the flake's .nix files in tests
+  nix-bin            # nix-instantiate and nix-build: evaluate the .nix files, and build their derivations in Nix's sandbox
+  busybox-static     # the sandbox's /bin/sh, as NixOS gives it (tests/repo/nix_sandbox.py)
+  patchelf           # Debian's binaries made into store paths for those builds
+  gawk               # stdenv's awk, for those builds
+  patch              # stdenv's patch, for those builds
   shellcheck         # checks the shell scripts embedded in the .nix files
   iproute2           # ss, ip: declared check inputs of vmtest's package, rehearsed by tests/repo
   procps             # pgrep, ps: the same, and the VM tests' orphan checks

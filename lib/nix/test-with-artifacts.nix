@@ -3,8 +3,17 @@
 # - `artifacts` runs the test driver exactly as the test derivation would (nixos/lib/testing/
 #   run.nix: LOGFILE=/dev/null, `nixos-test-driver -o $out`) but always succeeds, keeping the
 #   driver's exit status in $out/driver-exit-status;
-# - the result (the verdict) fails exactly when that run failed, naming the failed cases, and
-#   otherwise links to the artifacts. It carries the test's driver and driverInteractive.
+# - the result (the verdict) fails exactly when that run failed, naming the failed cases and the
+#   command that deletes the failed run, and otherwise links to the artifacts. It carries the
+#   test's driver and driverInteractive.
+# A failed run must never be reused silently: the artifacts are never substituted from a binary
+# cache (`allowSubstitutes = false`; a passing run still comes from a cache through its verdict,
+# a failed verdict is never stored), the verdict names `nix store delete <run>`, and
+# scripts/test-vm and the workflows delete a failed run once its files are copied out.
+# The artifacts refer to no store path (`allowedReferences = [ ]`): a log line naming one (the
+# kernel command line in dmesg.log names the VM's system) would make a cache push upload both
+# VM closures, so store paths' hashes in the run's files are replaced by e's, as nixpkgs'
+# remove-references-to does.
 # `test` is what pkgs.testers.runNixOSTest returns; `vmtest` maps a Python set to vmtest.
 { pkgs, test, vmtest }:
 let
@@ -14,6 +23,8 @@ let
     pkgs.runCommand "${name}-artifacts"
       {
         requiredSystemFeatures = [ "nixos-test" ] ++ lib.optional pkgs.stdenv.hostPlatform.isLinux "kvm";
+        allowSubstitutes = false;
+        allowedReferences = [ ];
         meta.description = "The ${name} test's logs, JUnit and summary, whether it passed or not";
       }
       ''
@@ -22,6 +33,9 @@ let
         status=0
         ${test.driver}/bin/nixos-test-driver -o $out || status=$?
         echo "$status" > $out/driver-exit-status
+        grep -rlZE '/nix/store/[0-9a-z]{32}-' $out | while IFS= read -r -d "" file; do
+          LC_ALL=C sed -i -E 's|/nix/store/[0-9a-z]{32}-|/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-|g' "$file"
+        done
       '';
   python = pkgs.python3.withPackages (ps: [ (vmtest ps) ]);
 in
@@ -33,6 +47,10 @@ pkgs.runCommand name
     };
   }
   ''
-    ${python}/bin/python3 -m vmtest.portable.cli verdict ${artifacts}
+    if ! ${python}/bin/python3 -m vmtest.portable.cli verdict ${artifacts}; then
+      echo "${name}: this failed run stays in the Nix store and a later build would reuse it;" \
+        "to run the test again: nix store delete ${artifacts} (remove any result link to it first)" >&2
+      exit 1
+    fi
     ln -s ${artifacts} $out
   ''

@@ -5,7 +5,8 @@
 # The check phase runs tests/unit only: tests that need nothing but the inputs declared here
 # and the files of `src`. Repository-wide checks (tests/repo: the flake, the testScripts, the
 # .nix files) and the VM tests (tests/integration) run in `make test`.
-# tests/repo/test_nix_rehearsal.py rehearses this very build and check phase outside Nix.
+# tests/repo/test_nix_sandbox.py builds this very package, check phase included, in a real Nix
+# sandbox (Debian's nix-bin; inputs made into store paths from the host's files).
 {
   lib,
   buildPythonPackage,

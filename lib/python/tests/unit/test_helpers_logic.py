@@ -7,6 +7,7 @@ import gzip
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -249,7 +250,7 @@ def test_log_transfer_reports_persistent_corruption(tmp_path: Path) -> None:
     assert collected.error is not None and "3 attempts" in collected.error and "small.log" in collected.error
 
 
-_STUB_SYSTEMCTL = """#!/bin/bash
+_STUB_SYSTEMCTL = """#!{bash}
 # systemctl show --no-pager -p PROPS UNIT...: each unit's block from $STATE_DIR/UNIT
 if [ "$1" = show ]; then
   [ -e "$STATE_DIR/.systemd-gone" ] && { echo "Failed to connect to bus"; exit 1; }
@@ -270,11 +271,14 @@ class StubSystemdMachine:
     def __init__(self, tmp_path: Path) -> None:
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        (self.bin / "systemctl").write_text(_STUB_SYSTEMCTL)
+        # The bash on PATH, by its path: a Nix build sandbox has /bin/sh and nothing else in /bin.
+        bash = shutil.which("bash")
+        assert bash is not None, "the stubs need a bash on PATH"
+        (self.bin / "systemctl").write_text(_STUB_SYSTEMCTL.replace("{bash}", bash))
         (self.bin / "systemctl").chmod(0o755)
         # journalctl -f: silent until told to print (a unit event), or gone when told to exit
         (self.bin / "journalctl").write_text(
-            "#!/bin/bash\n[ -e \"$STATE_DIR/.no-journal\" ] && exit 1\n"
+            f"#!{bash}\n" "[ -e \"$STATE_DIR/.no-journal\" ] && exit 1\n"
             "[[ \" $* \" == *\" -f \"* ]] || { echo \"stub journalctl $*\"; exit 0; }\n"
             "while sleep 0.1; do [ -e \"$STATE_DIR/.event\" ] && rm -f \"$STATE_DIR/.event\" && echo event; done\n")
         (self.bin / "journalctl").chmod(0o755)
