@@ -32,23 +32,29 @@ def alicia_server_sources(unit: str = "alicia.service") -> list[logs.LogSource]:
     return [
         logs.journal_json("backend.jsonl", unit),
         logs.journal("backend-stderr.log", unit),
-        # Debian's pg_ctlcluster logs to files; postgres run by systemd (NixOS) to the journal.
-        logs.command("postgresql.log",
-                     "cat /var/log/postgresql/*.log 2>/dev/null; journalctl --no-pager -o short-iso -u 'postgresql*'"),
+        # Each log wherever the node flavour puts it: the unit's journal (NixOS: postgres, and nginx's
+        # errors, as services.nginx.logError is "stderr"; the Debian twin's postgres, run by systemd
+        # as on NixOS) and the package's own files when they exist (Debian: pg_ctlcluster's
+        # /var/log/postgresql, nginx's error.log). The access log is /var/log/nginx/access.log on both.
+        logs.journal_and_files("postgresql.log", "postgresql*", "/var/log/postgresql/*.log"),
         logs.file("nginx-access.log", "/var/log/nginx/access.log"),
-        logs.file("nginx-error.log", "/var/log/nginx/error.log"),
+        logs.journal_and_files("nginx-error.log", "nginx.service", "/var/log/nginx/error.log"),
         *logs.standard_sources(),
     ]
 
 
 def collect_artifacts() -> None:
+    # The driver's screenshot() writes into an existing directory only (upstream's shell redirection
+    # fails otherwise): the testScript makes it.
+    desktop = out / "screenshots" / "desktop"
+    desktop.mkdir(parents=True, exist_ok=True)
     for machine, sources, dest in (
         (server, alicia_server_sources(), "logs"),
         (client, logs.standard_sources(), "logs/client"),
     ):
         logs.collect_logs(machine, sources, dest=dest, redactor=redactor)
         try:
-            machine.screenshot(str(out / "screenshots" / "desktop" / f"{machine.name}.png"))
+            machine.screenshot(str(desktop / f"{machine.name}.png"))
         except Exception as error:  # a dead machine has no screen; the logs say why
             machine.log(f"no desktop screenshot: {error}")
 

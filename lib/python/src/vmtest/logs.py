@@ -72,7 +72,22 @@ def file(name: str, path: str) -> LogSource:
 
 
 def command(name: str, shell: str) -> LogSource:
+    """The output (stdout and stderr) of ``shell``, run as a plain script: without the backdoor's
+    ``set -euo pipefail``, so every command of a list runs whatever the one before it returned (a
+    ``cat`` of a file one node flavour lacks does not cost the ``journalctl`` after it)."""
     return LogSource(name, "command", shell)
+
+
+def journal_and_files(name: str, unit: str, pattern: str) -> LogSource:
+    """A service's log wherever the node flavour puts it: the journal of ``unit`` (a name or a glob
+    such as ``postgresql*``: NixOS' modules log to the journal, nginx's ``error_log stderr``
+    included), then each existing file matching ``pattern`` (unquoted: the guest expands it) under a
+    ``==> path <==`` line (Debian's packages log to files, e.g. /var/log/nginx/error.log)."""
+    return LogSource(name, "command", (
+        f"journalctl --no-pager -o short-iso -u {shlex.quote(unit)}; "
+        f'for vmtest_f in {pattern}; do if [ -f "$vmtest_f" ]; then '
+        """printf '==> %s <==\n' "$vmtest_f"; cat "$vmtest_f"; fi; done"""
+    ))
 
 
 def standard_sources() -> list[LogSource]:
@@ -135,7 +150,8 @@ def _read_source(machine: Machine, source: LogSource, timeout: float) -> tuple[b
     # gzip in the guest: logs compress ~10x, and the transfer is the slow part.
     small = TRANSFER_CHUNK_BYTES
     stage = (
-        f"set +o pipefail; f=$(mktemp /tmp/vmtest-log.XXXXXX); ( {source.command()} ) 2>&1 | gzip -1 -c > $f; "
+        # The source runs as a plain script (see command()): not under the backdoor's set -euo pipefail.
+        f"set +o pipefail; f=$(mktemp /tmp/vmtest-log.XXXXXX); ( set +eu; {source.command()} ) 2>&1 | gzip -1 -c > $f; "
         f"s=$(stat -c %s $f); printf '%s ' $s; "
         f"if [ $s -le {small} ]; then printf '%s:' \"$(sha256sum < $f | cut -c1-64)\"; base64 -w0 $f; rm -f $f; "
         f"else printf 'staged %s' $f; fi"

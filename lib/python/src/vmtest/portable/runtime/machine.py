@@ -1,10 +1,10 @@
 """QemuMachine: the upstream driver's Machine API over a QEMU process and its backdoor shell.
 
 Names, signatures and semantics follow nixpkgs' ``test_driver.machine`` (see
-``shared/reference/nixos-test-driver.md`` §1 and §3). Where upstream assumes a
-NixOS guest (``nc``), this runtime uses what any Debian guest has (bash
-``/dev/tcp``, ``ss``). Errors name the machine, what was waited for, the
-elapsed time and where the console log is.
+``shared/reference/nixos-test-driver.md`` §1 and §3), down to the guest commands
+the methods run (``nc -z`` for the port waits, ``xwininfo``, ``journalctl``): a Debian
+twin must carry what a NixOS node has for them (tests/repo/guest_interface.py). Errors
+name the machine, what was waited for, the elapsed time and where the console log is.
 """
 
 from __future__ import annotations

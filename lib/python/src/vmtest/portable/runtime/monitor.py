@@ -89,11 +89,13 @@ class MonitorMachine(BaseMachine):
                 processed.unlink(missing_ok=True)
 
     def screenshot(self, filename: str) -> None:
-        """Save the screen as PNG (``.png`` added if no suffix; in out_dir if no directory)."""
+        """Save the screen as PNG, as upstream's does: ``.png`` added if the name has no dot, in out_dir
+        if it has no ``/``, else at that path (a relative one from the working directory). The
+        directory must exist: upstream's shell redirection into it fails otherwise, and so does this
+        (MachineError); a testScript makes its directories itself."""
         if "." not in filename:
             filename += ".png"
         target = Path(filename) if "/" in filename else self.out_dir / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
         with self.nested(f"making screenshot {target}"), self._screen_dump() as (ppm, answer):
             try:
                 target.write_bytes(ppm_to_png(ppm.read_bytes()))
