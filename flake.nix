@@ -23,10 +23,14 @@
           modules = [
             ./machines/nixos-vm.nix
             home-manager.nixosModules.home-manager
-            "${nixpkgs}/nixos/modules/virtualisation/qemu-vm.nix"
             {
               nixpkgs.hostPlatform = system;
               networking.hostName = "nixos-vm-${lib.head (lib.splitString "-" system)}";
+              # As if installed, so that `nix flake check` evaluates the system's toplevel.
+              # `nixos-rebuild build-vm` builds machines/nixos-vm.nix's vmVariant, which replaces
+              # both (importing qemu-vm.nix here instead would hide that variant).
+              fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
+              boot.loader.grub.enable = false;
             }
           ];
         };

@@ -1,5 +1,6 @@
 # The e2e client VM: the browser smoke tests (Playwright for Python with nixpkgs'
-# playwright-driver browsers). The testScript starts them as the e2e-browser-tests unit, which
+# playwright-driver browsers: the full Chromium, headless, and the DejaVu fonts; how and why in
+# packages.nix, alicia-e2e-client-tests). The testScript starts them as the e2e-browser-tests unit, which
 # the Debian twin (machines/client.toml) declares too: a unit's PATH is what it declares here,
 # never a distribution's default (a transient systemd-run unit on NixOS has systemd's bin only).
 { pkgs, ... }:

@@ -4,6 +4,12 @@
 let
   appPython = pkgs.python3.withPackages (ps: [ ps.aiohttp ps.psycopg ]);
   testPython = pkgs.python3.withPackages (ps: [ ps.pytest ps.pytest-playwright ps.playwright ]);
+  # The fonts the browser renders with: all of DejaVu, as the Debian client's fonts-dejavu-core.
+  # Through FONTCONFIG_FILE, not the client's `fonts.packages`: Playwright's Chromium wrapper sets
+  # FONTCONFIG_FILE itself unless it is set (makeWrapper --set-default), to a fonts.conf of its own
+  # without font directories (DejaVu Sans at most), so /etc/fonts, which fonts.packages feeds,
+  # never reaches the browser.
+  browserFonts = pkgs.makeFontsConf { fontDirectories = [ pkgs.dejavu_fonts ]; };
 in
 rec {
   # Alicia's package contract (seed 000): bin/alicia (`alicia server`), bin/alicia-migrate,
@@ -45,6 +51,12 @@ rec {
   # client installs (machines/client/e2e-run-browser-tests), wrapped with where the tests are,
   # the Python that runs them and Playwright's browsers. `$out` here is this package's output;
   # the client's e2e-browser-tests unit runs the command.
+  # The browser is found as nixpkgs' own test finds it (nixos/tests/playwright-python.nix):
+  # PLAYWRIGHT_BROWSERS_PATH at playwright-driver.browsers, and the full Chromium in its headless
+  # mode (channel "chromium"; pytest-playwright's --browser-channel, through PYTEST_ADDOPTS, so
+  # the runner both twins share is unchanged). Without a channel Playwright would launch the
+  # headless shell from the same directory, which no nixpkgs test runs. E2E_CHROMIUM empty: no
+  # executable of our own (the Debian client names its own).
   alicia-e2e-client-tests = pkgs.stdenvNoCC.mkDerivation {
     pname = "alicia-e2e-client-tests";
     version = "0.1.0";
@@ -61,6 +73,8 @@ rec {
         --set E2E_TESTS_DIR $out/share/e2e-tests \
         --prefix PATH : ${lib.makeBinPath [ testPython pkgs.coreutils ]} \
         --set PLAYWRIGHT_BROWSERS_PATH ${pkgs.playwright-driver.browsers} \
+        --set PYTEST_ADDOPTS --browser-channel=chromium \
+        --set FONTCONFIG_FILE ${browserFonts} \
         --set E2E_CHROMIUM ""
       runHook postInstall
     '';

@@ -51,8 +51,25 @@ DEFAULT_MANAGED_FILES: Mapping[str, str] = {
 }
 # Boot budgets: seconds to a finished boot under KVM, multiplied under TCG, which is
 # several times slower and slower still when it emulates another architecture.
+#
+# What is judged is the boot's wall time (systemd-analyze's total) less the part of it the host
+# kept the guest from running: its steal time. `nix flake check` builds every VM check at once
+# (on x86_64 six VMs, 11 vCPUs, on a 4-vCPU runner): the host runs other VMs' vCPUs while ours
+# wait, the wall time stretches, the budget fails, and the failed run is cached (its artifacts
+# derivation succeeds whatever the suite did), so the failure sticks. A guest sees exactly that wait: the kernel counts
+# it as `steal` in /proc/stat (KVM's paravirtual steal clock, x86_64 and arm64). Why not budget
+# the guest's CPU time instead: it drops every second the guest spends waiting (a unit sleeping
+# out a timeout, a device that never comes), the commonest way a NixOS boot gets slow, and no
+# budget for it was ever measured. Subtracting steal keeps those seconds counted: only time the
+# guest wanted to run and the host did not give it is forgiven. The steal of all vCPUs is
+# averaged (exact when the boot keeps every vCPU busy, less than the real delay when it runs on
+# one, so it errs toward failing), and only the boot's share of the guest's uptime of it is
+# credited (steal after the boot finished must not excuse the boot). TCG reports no steal: there
+# the wall time stands, as its multiplier (measured on an idle host) allows for.
 BOOT_BUDGET_KVM_SECONDS = 30.0
 TCG_SLOWDOWN = {"x86_64": 6.0, "aarch64": 8.0}
+# /proc/stat counts in USER_HZ, which the kernel ABI fixes at 100 on x86_64 and arm64.
+USER_HZ = 100
 TIME_PART = re.compile(r"(?:(\d+)min\s*)?(?:(\d+(?:\.\d+)?)(ms|s|us))?")
 
 
@@ -123,6 +140,50 @@ def boot_budget(profile: VmProfile, accelerator: str, arch: str) -> float:
     return profile.boot_budget_kvm_seconds * (TCG_SLOWDOWN.get(arch, 8.0) if accelerator == "tcg" else 1.0)
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """The guest's CPU time since its kernel started (/proc/stat's ``cpu`` line), in seconds summed over
+    its ``cpus`` vCPUs, and its ``uptime`` then."""
+
+    cpus: int
+    busy: float  # user, nice, system, irq, softirq (guest time is already in user and nice)
+    iowait: float
+    steal: float  # runnable, but the host ran something else
+    uptime: float
+
+
+# `cat /proc/uptime /proc/stat`: one command, one moment.
+CPU_TIMES_COMMAND = "cat /proc/uptime /proc/stat"
+
+
+def parse_cpu_times(output: str) -> CpuTimes:
+    """``CpuTimes`` from the output of ``CPU_TIMES_COMMAND``; raises ValueError on anything else."""
+    lines = output.strip().splitlines()
+    try:
+        uptime = float(lines[0].split()[0])
+        total = next(line.split()[1:] for line in lines[1:] if line.split()[:1] == ["cpu"])
+        ticks = [int(value) for value in total] + [0] * 8  # a field a kernel does not report counts 0
+    except (IndexError, StopIteration, ValueError) as error:
+        raise ValueError(f"not /proc/uptime and /proc/stat: {output.strip()[:200]!r}") from error
+    cpus = sum(1 for line in lines[1:] if re.match(r"cpu\d+\s", line))
+    if cpus == 0:
+        raise ValueError(f"/proc/stat lists no CPU: {output.strip()[:200]!r}")
+    user, nice, system, _idle, iowait, irq, softirq, steal = ticks[:8]
+    return CpuTimes(cpus, (user + nice + system + irq + softirq) / USER_HZ, iowait / USER_HZ, steal / USER_HZ, uptime)
+
+
+def stolen_boot_seconds(total: float, times: CpuTimes | None) -> float:
+    """Seconds of a boot that took ``total`` wall seconds the host kept the guest from running.
+
+    The steal of an average vCPU (``steal / cpus``), of which the boot's share of the uptime: the
+    boot is ``total`` of the guest's ``uptime`` seconds. 0 when unknown (TCG has no steal clock).
+    """
+    if times is None or times.steal <= 0 or times.uptime <= 0:
+        return 0.0
+    return (times.steal / times.cpus) * min(1.0, total / times.uptime)
+
+
+
 def accelerator_of(machine: Machine) -> str:
     """``kvm`` or ``tcg`` as the guest sees it (``systemd-detect-virt``: qemu means TCG)."""
     return accelerator_from_virt(detect_virt(machine), "none")
@@ -135,13 +196,18 @@ class BootFacts:
     accelerator: str
     phases: dict[str, float]
     budget_seconds: float
+    # The judged boot time (phases' total less the stolen seconds), and the guest CPU times behind it.
+    judged_seconds: float = 0.0
+    stolen_seconds: float = 0.0
+    cpu: CpuTimes | None = None
 
 
 def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) -> BootFacts:
     """Wait for ``multi-user.target``; check no unit failed, the architecture, and the boot time budget.
 
-    Raises ValidationFailed listing the failed units with their journal, or the
-    architecture seen, or the boot time against its budget.
+    The boot time judged is systemd-analyze's total less the seconds the host kept the guest from
+    running (its steal time; see BOOT_BUDGET_KVM_SECONDS). Raises ValidationFailed listing the failed
+    units with their journal, or the architecture seen, or the boot time against its budget.
     """
     machine.wait_for_unit("multi-user.target", timeout=driver_timeout(machine, timeout))
     failed = failed_units(machine)
@@ -156,10 +222,24 @@ def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) ->
     # "Bootup is not yet finished" while jobs (e.g. a slow oneshot) still run.
     output = machine.wait_until_succeeds("systemd-analyze time", timeout=driver_timeout(machine, timeout))
     phases = parse_analyze_time(output)
-    facts = BootFacts(arch, machine.succeed("uname -r").strip(), accelerator, phases, budget)
-    if phases["total"] > budget:
-        raise _fail(machine, "boot time", f"booted in {phases['total']:.1f} s, over the budget of {budget:.0f} s "
-                                          f"({accelerator}, {arch}); systemd-analyze: {output.strip()}")
+    # Read once the boot has finished (systemd-analyze answered), so the boot's steal is all counted.
+    status, stat = machine.execute(CPU_TIMES_COMMAND)
+    try:
+        times = parse_cpu_times(stat) if status == 0 else None
+    except ValueError:
+        times = None  # the wall time is judged, as when there is no steal
+    total = phases["total"]
+    stolen = stolen_boot_seconds(total, times)
+    judged = total - stolen
+    facts = BootFacts(arch, machine.succeed("uname -r").strip(), accelerator, phases, budget,
+                      judged_seconds=round(judged, 3), stolen_seconds=round(stolen, 3), cpu=times)
+    if judged > budget:
+        cpu = (f"guest CPU busy {times.busy:.1f} s, iowait {times.iowait:.1f} s over {times.cpus} vCPU(s) "
+               f"in {times.uptime:.1f} s of uptime" if times is not None else "no /proc/stat")
+        raise _fail(machine, "boot time", f"booted in {judged:.1f} s, over the budget of {budget:.0f} s "
+                                          f"({accelerator}, {arch}): systemd-analyze's {total:.1f} s less "
+                                          f"{stolen:.1f} s of steal time (the host running other work); {cpu}; "
+                                          f"systemd-analyze: {output.strip()}")
     return facts
 
 
@@ -411,7 +491,8 @@ def record_performance(out: Path, suite: str, machine: Machine | None, seconds: 
                        results: Mapping[str, Any]) -> Path:
     """Merge this suite's wall time and timings into ``<out>/vm-validation-perf.json``.
 
-    Per machine: architecture and accelerator, ``boot_seconds`` (systemd-analyze),
+    Per machine: architecture and accelerator, ``boot_seconds`` (systemd-analyze; with
+    ``boot_stolen_seconds`` of it the host's steal and ``boot_judged_seconds`` the budget judged),
     ``ssh_ready_uptime_seconds`` (guest uptime at the first key login) and each
     suite's wall time.
     """
@@ -426,6 +507,9 @@ def record_performance(out: Path, suite: str, machine: Machine | None, seconds: 
         if isinstance(value, dict) and "phases" in value:
             entry["boot_seconds"] = value["phases"].get("total")
             entry["boot_budget_seconds"] = value.get("budget_seconds")
+            # What the budget judged: boot_seconds less the host's steal of it.
+            entry["boot_judged_seconds"] = value.get("judged_seconds")
+            entry["boot_stolen_seconds"] = value.get("stolen_seconds")
         if isinstance(value, dict) and "server_uptime_seconds" in value:
             entry["ssh_ready_uptime_seconds"] = value["server_uptime_seconds"]
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
