@@ -58,6 +58,8 @@ HOST_PACKAGES = {
     "gzip": ("gzip",),
     "jq": ("jq",),
     "curl": ("curl",),
+    "systemd": ("journalctl", "systemctl"),
+    "shellcheck": ("shellcheck",),
 }
 # A nixpkgs Python attribute -> the PyPI distributions its store path holds (itself and what it
 # propagates). ``pytestCheckHook`` is pytest; the build hooks are what pypaBuildHook and
@@ -70,6 +72,10 @@ PYTHON_PACKAGES = {
     "pytest": ("pytest",),
     "pytestCheckHook": ("pytest",),
     "pyyaml": ("pyyaml",),
+    "aiohttp": ("aiohttp",),
+    "psycopg": ("psycopg",),
+    "playwright": ("playwright",),
+    "pytest-playwright": ("pytest-playwright",),
     "build-hooks": ("build", "installer", "wheel"),
 }
 NIX_OPTIONS = (
@@ -273,7 +279,7 @@ def _make_python_package(staging: Path, name: str, distributions: tuple[str, ...
 def _key() -> str:
     """What the store inputs are made from: this file, Debian's package versions, the Python."""
     packages = [*STDENV_PACKAGES, "python3.11-minimal", "libpython3.11-stdlib", "busybox-static",
-                *{"cpio", "procps", "iproute2", "util-linux", "zstd", "jq", "curl"}]
+                *{"cpio", "procps", "iproute2", "util-linux", "zstd", "jq", "curl", "systemd", "shellcheck"}]
     versions = _run(["dpkg-query", "-W", *sorted(set(packages))]).stdout
     digest = hashlib.sha256(Path(__file__).read_bytes() + versions.encode() + sys.version.encode())
     return digest.hexdigest()[:16]

@@ -14,7 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,93 @@ def test_the_verdict_of_a_failed_run_names_the_case_and_how_to_run_it_again(
     assert not verdict.succeeded
     assert "FAILED alicia-e2e: server stack comes up in order" in verdict.log, verdict.log[-4000:]
     assert re.search(r"nix store delete /nix/store/[0-9a-z]{32}-alicia-e2e-artifacts", verdict.log), verdict.log[-4000:]
+
+
+# The e2e suite's packages and the server's scripts, built as the flake's overlay and the NixOS
+# modules define them, then run here. What cannot be made from this machine's files is an empty
+# stand-in store path named so (PostgreSQL 17, Playwright's browsers, the DejaVu fonts).
+
+def _e2e_build(inputs: nix_sandbox.StoreInputs, repo: Path, tmp_path: Path, attribute: str) -> Path:
+    build = nix_sandbox.nix_build(nix_sandbox.SANDBOX_NIX / "default.nix", inputs, tmp_path, {"repo": str(repo)},
+                                  attribute=attribute)
+    assert build.succeeded and build.out is not None, build.log[-4000:]
+    return build.out
+
+
+def test_the_browser_runner_builds_and_keeps_its_contract(inputs: nix_sandbox.StoreInputs, repo: Path,
+                                                          tmp_path: Path) -> None:
+    package = _e2e_build(inputs, repo, tmp_path, "alicia-e2e-client-tests")
+    runner = package / "libexec/e2e-run-browser-tests"
+    assert runner.read_text().startswith("#!/nix/store/"), "patchShebangs gave the runner the store's bash"
+    out = tmp_path / "out"
+    done = subprocess.run([str(package / "bin/e2e-run-browser-tests"), str(out)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    # No browser here (the stand-in is empty) and no server: every test errors, and the runner
+    # still writes what the testScript reads.
+    assert done.returncode != 0 and (out / "exit-status").read_text().strip() == str(done.returncode)
+    for name in ("pytest.log", "junit-browser.xml", "results.jsonl"):
+        assert (out / name).is_file(), name
+    cases = re.findall(r"<testcase ", (out / "junit-browser.xml").read_text())
+    assert len(cases) == 12
+    # The full Chromium from PLAYWRIGHT_BROWSERS_PATH (channel chromium), not the headless shell.
+    assert re.search(r"Executable doesn't exist at /nix/store/\w{32}-playwright-browsers-stand-in/chromium-\d+/",
+                     (out / "pytest.log").read_text())
+
+
+def test_the_reference_backend_and_mocks_build_and_start(inputs: nix_sandbox.StoreInputs, repo: Path,
+                                                         tmp_path: Path) -> None:
+    alicia = _e2e_build(inputs, repo, tmp_path, "alicia")
+    usage = subprocess.run([str(alicia / "bin/alicia")], capture_output=True, text=True, timeout=60, check=False)
+    assert usage.returncode == 2 and "usage: alicia server" in usage.stderr, usage
+    assert sorted(p.name for p in (alicia / "share/alicia/migrations").iterdir())[0] == "001_init.down.sql"
+    mocks = _e2e_build(inputs, repo, tmp_path, "alicia-mocks")
+    assert {p.name for p in (mocks / "bin").iterdir()} == {"alicia-llm-mock", "alicia-livekit-standin"}
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok", "database": "ok"}')
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_the_backend_health_check_builds_and_passes_on_a_healthy_backend(inputs: nix_sandbox.StoreInputs,
+                                                                         repo: Path, tmp_path: Path) -> None:
+    script = _e2e_build(inputs, repo, tmp_path, "alicia-healthcheck")
+    try:
+        server = HTTPServer(("127.0.0.1", 8888), _Healthy)  # the port the unit's check is written for
+    except OSError as error:
+        pytest.fail(f"127.0.0.1:8888 is taken on this host ({error}); the health check is built for that port")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0 and "Backend is healthy" in done.stdout, done
+
+
+def test_collect_logs_builds_and_writes_every_log(inputs: nix_sandbox.StoreInputs, repo: Path,
+                                                  tmp_path: Path) -> None:
+    package = _e2e_build(inputs, repo, tmp_path, "collect-logs")
+    artifacts = tmp_path / "artifacts"
+    done = subprocess.run([str(package / "bin/collect-logs")], capture_output=True, text=True, timeout=120,
+                          check=False, env={"ARTIFACT_DIR": str(artifacts), "PATH": "/nonexistent"})
+    assert done.returncode == 0, done
+    assert sorted(p.name for p in (artifacts / "logs").iterdir()) == [
+        "backend-stderr.log", "backend.jsonl", "nginx-access.log", "nginx-error.log", "postgresql.log",
+        "system-errors.log"]
+
+
+def test_writeshellapplication_fails_its_build_on_a_shellcheck_finding(inputs: nix_sandbox.StoreInputs,
+                                                                      repo: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    collector = copy / "e2e-test/nix/log-collector.nix"
+    collector.write_text(collector.read_text().replace('mkdir -p "$LOGS_DIR"', "mkdir -p $LOGS_DIR"))
+    build = nix_sandbox.nix_build(nix_sandbox.SANDBOX_NIX / "default.nix", inputs, tmp_path, {"repo": str(copy)},
+                                  attribute="collect-logs")
+    assert not build.succeeded and "SC2086" in build.log, build.log[-3000:]

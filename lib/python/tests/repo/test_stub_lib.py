@@ -36,6 +36,8 @@ DOCUMENTED: dict[str, tuple[str, Any]] = {
     # lib/strings.nix
     "splitString": ('lib.splitString "." "foo.bar.baz"', ["foo", "bar", "baz"]),
     "splitString leading": ('lib.splitString "/" "/usr/local/bin"', ["", "usr", "local", "bin"]),
+    "optionalString true": ('lib.optionalString true "some-string"', "some-string"),
+    "optionalString false": ('lib.optionalString false "some-string"', ""),
     "removeSuffix": ('lib.removeSuffix "front" "homefront"', "home"),
     "removeSuffix absent": ('lib.removeSuffix "xxx" "homefront"', "homefront"),
     "makeBinPath": ('lib.makeBinPath [ "/root" "/usr" "/usr/local" ]', "/root/bin:/usr/bin:/usr/local/bin"),

@@ -33,6 +33,7 @@ let
   last = list: builtins.elemAt list (builtins.length list - 1);
 
   # lib/strings.nix
+  optionalString = cond: string: if cond then string else "";
   hasPrefix = prefix: s: substring 0 (stringLength prefix) s == prefix;
   hasSuffix = suffix: s:
     let n = stringLength s; m = stringLength suffix; in
@@ -128,7 +129,7 @@ let
 in
 {
   inherit flip fix extends nameValuePair genAttrs mapAttrs' filterAttrs optionalAttrs getOutput
-    optional optionals last hasPrefix hasSuffix removeSuffix removePrefix escapeRegex splitString
+    optional optionals last optionalString hasPrefix hasSuffix removeSuffix removePrefix escapeRegex splitString
     makeSearchPathOutput makeBinPath mkOverride mkForce mkDefault mkIf mkMerge mkOption mkEnableOption
     types systems licenses fileset;
   inherit head elem filter foldl' listToAttrs attrNames concatMap concatStringsSep;

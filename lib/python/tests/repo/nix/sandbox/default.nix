@@ -36,7 +36,8 @@ let
       });
     in
     drv // (env.passthru or { });
-  # python3.withPackages: a python3 whose PYTHONPATH holds the chosen packages and what they propagate.
+  # python3.withPackages: a python3 that finds the chosen packages and what they propagate after
+  # any PYTHONPATH it is given (nixpkgs' env adds them as site directories).
   withPackages = select:
     let
       chosen = select pkgs.python3Packages;
@@ -45,17 +46,89 @@ let
     in
     runCommand "python3-env" { } ''
       mkdir -p $out/bin
-      printf '#!%s\nexport PYTHONPATH=%s\nexec %s "$@"\n' ${tools}/bin/bash '${path}' ${python3.interpreter} > $out/bin/python3
+      printf '#!%s\nexport PYTHONPATH=${"$"}{PYTHONPATH:+$PYTHONPATH:}%s\nexec %s "$@"\n' \
+        ${tools}/bin/bash '${path}' ${python3.interpreter} > $out/bin/python3
       chmod +x $out/bin/python3
     '';
+  runtimeShell = "${tools}/bin/bash";
+  # pkgs/build-support/trivial-builders/default.nix: a text file into the store, then its check.
+  writeTextFile = { name, text, executable ? false, destination ? "", checkPhase ? "" }:
+    runCommand name { inherit text executable destination checkPhase; passAsFile = [ "text" ]; } ''
+      target=$out$destination
+      mkdir -p "$(dirname "$target")"
+      cp "$textPath" "$target"
+      if [ -n "$executable" ]; then chmod +x "$target"; fi
+      eval "$checkPhase"
+    '';
+  shellDryRun = "${runtimeShell} -n -O extglob";
+  writeShellScript = name: text: writeTextFile {
+    inherit name;
+    executable = true;
+    text = "#!${runtimeShell}\n${text}";
+    checkPhase = ''${shellDryRun} "$target"'';
+  };
+  # writeShellApplication: errexit, nounset and pipefail; runtimeInputs first on PATH; checked
+  # with bash -n and shellcheck.
+  writeShellApplication = { name, text, runtimeInputs ? [ ] }: writeTextFile {
+    inherit name;
+    executable = true;
+    destination = "/bin/${name}";
+    text = "#!${runtimeShell}\nset -o errexit\nset -o nounset\nset -o pipefail\n"
+      + lib.optionalString (runtimeInputs != [ ]) "\nexport PATH=\"${lib.makeBinPath runtimeInputs}:$PATH\"\n"
+      + "\n${text}\n";
+    checkPhase = ''
+      ${shellDryRun} "$target"
+      ${paths.shellcheck}/bin/shellcheck "$target"
+    '';
+  };
+  makeWrapper = runCommand "make-wrapper-hook" { } ''
+    mkdir -p $out/nix-support
+    cp ${./make-wrapper.sh} $out/nix-support/setup-hook
+  '';
+  # stdenvNoCC.mkDerivation for a directory `src` and an installPhase (mk-derivation.sh).
+  mkDerivation = attrs:
+    let
+      known = [ "pname" "version" "src" "nativeBuildInputs" "buildInputs" "installPhase" "meta" ];
+      unknown = builtins.filter (name: !(builtins.elem name known)) (builtins.attrNames attrs);
+    in
+    if unknown != [ ] then throw "sandbox mkDerivation does not reproduce ${builtins.concatStringsSep ", " unknown}"
+    else derivation {
+      name = "${attrs.pname}-${attrs.version}";
+      system = builtins.currentSystem;
+      builder = runtimeShell;
+      args = [ ./mk-derivation.sh ];
+      inherit (attrs) src installPhase;
+      nativeBuildInputs = attrs.nativeBuildInputs or [ ];
+      buildInputs = attrs.buildInputs or [ ];
+      PATH = "${tools}/bin";
+    };
+  # What cannot be made from this machine's files: empty store paths, named as stand-ins.
+  standIn = name: runCommand "${name}-stand-in" { } "mkdir -p $out/bin";
   pkgs = {
-    inherit lib buildPythonPackage tools runCommand;
+    inherit lib buildPythonPackage tools runCommand writeShellScript writeShellApplication makeWrapper;
     python3 = python3 // { inherit withPackages; };
     stdenv.hostPlatform = lib.systems.elaborate builtins.currentSystem;
+    stdenvNoCC.mkDerivation = mkDerivation;
     stdenv-tools = tools;
-    python3Packages = lib.genAttrs [ "setuptools" "colorama" "junit-xml" "rich" "pytest" "pytestCheckHook" "pyyaml" ]
-      pythonPackage // { inherit buildPythonPackage vmtest; };
-  } // lib.genAttrs [ "cpio" "procps" "iproute2" "util-linux" "zstd" "gzip" "jq" "curl" ] hostPackage;
+    bash = tools;
+    coreutils = tools;
+    gnugrep = tools;
+    postgresql_17 = standIn "postgresql-17";
+    playwright-driver.browsers = standIn "playwright-browsers";
+    dejavu_fonts = standIn "dejavu-fonts";
+    makeFontsConf = { fontDirectories }: runCommand "fonts.conf" { } ''
+      { echo '<?xml version="1.0"?><fontconfig>'
+        for directory in ${builtins.concatStringsSep " " (map toString fontDirectories)}; do echo "<dir>$directory</dir>"; done
+        echo '</fontconfig>'; } > $out
+    '';
+    python3Packages = lib.genAttrs [ "setuptools" "colorama" "junit-xml" "rich" "pytest" "pytestCheckHook" "pyyaml"
+      "aiohttp" "psycopg" "playwright" "pytest-playwright" ] pythonPackage // { inherit buildPythonPackage vmtest; };
+  } // lib.genAttrs [ "cpio" "procps" "iproute2" "util-linux" "zstd" "gzip" "jq" "curl" "systemd" "shellcheck" ] hostPackage;
+  # The e2e suite's packages and the scripts its server runs, as the flake's overlay and the
+  # NixOS modules define them (a module is a function: its attributes are read, not merged).
+  e2e = import "${toString repo}/e2e-test/nix/packages.nix" { pkgs = pkgs // e2e; };
+  server = import "${toString repo}/e2e-test/nix/server.nix" { config = { }; inherit lib; pkgs = pkgs // e2e; };
+  logCollector = import "${toString repo}/e2e-test/nix/log-collector.nix" { inherit pkgs; };
   vmtest = callPackage (pkgs // pkgs.python3Packages) "${toString repo}/lib/python/package.nix" { };
   # callPackage: the function's named arguments from the set, as nixpkgs' lib/customisation.nix does.
   callPackage = scope: path: overrides:
@@ -65,4 +138,7 @@ in
   inherit pkgs paths;
   # vmtest as the flake builds it: lib/python/package.nix with a python3Packages scope.
   inherit vmtest;
+  inherit (e2e) alicia alicia-mocks alicia-e2e-client-tests;
+  alicia-healthcheck = server.systemd.services.alicia.serviceConfig.ExecStartPost;
+  collect-logs = builtins.head logCollector.environment.systemPackages;
 }
