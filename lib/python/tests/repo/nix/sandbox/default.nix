@@ -116,11 +116,9 @@ let
     postgresql_17 = standIn "postgresql-17";
     playwright-driver.browsers = standIn "playwright-browsers";
     dejavu_fonts = standIn "dejavu-fonts";
-    makeFontsConf = { fontDirectories }: runCommand "fonts.conf" { } ''
-      { echo '<?xml version="1.0"?><fontconfig>'
-        for directory in ${builtins.concatStringsSep " " (map toString fontDirectories)}; do echo "<dir>$directory</dir>"; done
-        echo '</fontconfig>'; } > $out
-    '';
+    makeFontsConf = { fontDirectories }: runCommand "fonts.conf" {
+      text = ''<?xml version="1.0"?><fontconfig>${builtins.concatStringsSep "" (map (d: "<dir>${d}</dir>") fontDirectories)}</fontconfig>'';
+    } ''echo "$text" > $out'';
     python3Packages = lib.genAttrs [ "setuptools" "colorama" "junit-xml" "rich" "pytest" "pytestCheckHook" "pyyaml"
       "aiohttp" "psycopg" "playwright" "pytest-playwright" ] pythonPackage // { inherit buildPythonPackage vmtest; };
   } // lib.genAttrs [ "cpio" "procps" "iproute2" "util-linux" "zstd" "gzip" "jq" "curl" "systemd" "shellcheck" ] hostPackage;
