@@ -15,7 +15,7 @@ import pytest
 
 from vmtest import logs
 
-from ..unit.test_twin_parity import ServerGuest
+from ..unit.test_twin_parity import server_guest
 from . import flake_eval, guest_interface, nix_scripts
 from .repo_checks import REPO, nix_files, tracked_copy
 
@@ -169,7 +169,7 @@ def test_the_e2e_server_logs_are_read_where_each_twin_puts_them(tmp_path: Path, 
         (root / "var/log/postgresql").mkdir()
         (root / "var/log/postgresql/postgresql-17-main.log").write_text("LOG:  from the cluster's file\n")
         (root / "var/log/nginx/error.log").write_text("[error] from nginx's file\n")
-    logs.collect_logs(ServerGuest(tmp_path, root), e2e_server_sources(),  # type: ignore[arg-type]
+    logs.collect_logs(server_guest(tmp_path, root), e2e_server_sources(),  # type: ignore[arg-type]
                       out_dir=tmp_path, dest="logs")
     collected = {name: (tmp_path / "logs" / name).read_text()
                  for name in ("postgresql.log", "nginx-error.log", "nginx-access.log")}

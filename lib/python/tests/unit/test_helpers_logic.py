@@ -21,6 +21,8 @@ from vmtest import health, http_probe, logs, migrations, units
 from vmtest.machine_api import driver_timeout
 from vmtest.report import Report
 
+from .host_shell import HostShellMachine
+
 
 class OldDriverMachine:
     """Shaped like a pre-2026 driver Machine: int timeouts only."""
@@ -193,43 +195,13 @@ def test_report_summary_and_junit(tmp_path: Path) -> None:
     assert empty.summary()["result"] == "failed", "a run that recorded nothing has not passed"
 
 
-class LocalShellMachine:
-    """Runs commands in the host's bash and drops bytes from chosen outputs, as QEMU's console does."""
-
-    name = "local"
-
-    def __init__(self, out_dir: Path, corrupt_calls: set[int]) -> None:
-        self.out_dir = out_dir
-        self.shared_dir = out_dir / "no-shared-dir"  # none: the transfer goes over the console
-        self.corrupt_calls = corrupt_calls
-        self.calls = 0
-
-    def is_up(self) -> bool:
-        return True
-
-    def get_console_log(self) -> str:
-        return ""
-
-    def nested(self, msg: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: int | None = 900) -> tuple[int, str]:
-        self.calls += 1
-        done = subprocess.run(["bash", "-c", f"set -euo pipefail; {command}"], capture_output=True, text=True)
-        output = done.stdout
-        if self.calls in self.corrupt_calls and len(output) > 200:
-            output = output[:100] + output[150:]  # a burst of dropped bytes
-        return done.returncode, output
-
-
 def test_log_transfer_survives_dropped_bytes_small_and_chunked(tmp_path: Path) -> None:
     guest_file = tmp_path / "guest.log"
     guest_file.write_bytes(os.urandom(3 * logs.TRANSFER_CHUNK_BYTES).hex().encode())  # ~3 chunks after gzip
     small_file = tmp_path / "small.log"
     small_file.write_text("".join(f"line {i}\n" for i in range(2000)))
     # call 1: small read (corrupted, retried as call 2); call 3: stage the big one; 4: its chunk 0 (corrupted)
-    machine = LocalShellMachine(tmp_path, corrupt_calls={1, 4})
+    machine = HostShellMachine(tmp_path, corrupt_calls={1, 4})
     collected = logs.collect_logs(
         machine, [logs.file("small.log", str(small_file)), logs.file("big.log", str(guest_file))],  # type: ignore[arg-type]
         out_dir=tmp_path, dest="out",
@@ -243,7 +215,7 @@ def test_log_transfer_survives_dropped_bytes_small_and_chunked(tmp_path: Path) -
 def test_log_transfer_reports_persistent_corruption(tmp_path: Path) -> None:
     source = tmp_path / "small.log"
     source.write_text("x" * 5000 + "".join(f"{i}\n" for i in range(5000)))
-    machine = LocalShellMachine(tmp_path, corrupt_calls={1, 2, 3})
+    machine = HostShellMachine(tmp_path, corrupt_calls={1, 2, 3})
     [collected] = logs.collect_logs(machine, [logs.file("small.log", str(source))],  # type: ignore[arg-type]
                                     out_dir=tmp_path, dest="out")
     assert collected.path is None

@@ -10,9 +10,7 @@ script in tests/repo/test_nix_side.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,7 @@ from vmtest.errors import RequestedAssertionFailed
 from vmtest.portable.runtime.logger import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 
-# The bash on PATH, by its path: a Nix build sandbox (this file runs in vmtest's check phase) has
-# /bin/sh and nothing else in /bin, so a stub written with #!/bin/bash would not start there.
-BASH = shutil.which("bash") or "bash-is-not-on-PATH"
+from .host_shell import BASH, HostShellMachine
 
 _STUB_NC = f"""#!{BASH}
 # netcat's `nc -z`: records its arguments; the port accepts from the NC_OPEN_AFTER-th try on.
@@ -119,34 +115,11 @@ esac
 """
 
 
-class ServerGuest:
-    """A guest for ``logs.collect_logs``: the host's bash under ``set -euo pipefail``, a stub journal,
-    and the guest's /var/log at ``root``/var/log."""
-
-    name = "server"
-
-    def __init__(self, tmp_path: Path, root: Path) -> None:
-        self.out_dir = tmp_path / "out"
-        self.shared_dir = tmp_path / "no-shared-dir"  # none: the transfer goes over the console
-        self.root = root
-        stub = f"#!{BASH}\n" 'echo "$(basename "$0") $*"\n'
-        self.path = str(_stub_bin(tmp_path, {"journalctl": _STUB_JOURNALCTL, "systemctl": stub, "dmesg": stub}))
-
-    def is_up(self) -> bool:
-        return True
-
-    def get_console_log(self) -> str:
-        return ""
-
-    def nested(self, msg: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: int | None = 900) -> tuple[int, str]:
-        command = command.replace("/var/log/", f"{self.root}/var/log/")
-        done = subprocess.run([BASH, "-c", f"set -euo pipefail; {command}"], capture_output=True, text=True,
-                              env={**os.environ, "PATH": f"{self.path}:{os.environ['PATH']}"}, timeout=60)
-        return done.returncode, done.stdout
+def server_guest(tmp_path: Path, root: Path) -> HostShellMachine:
+    """A guest for ``logs.collect_logs``: a stub journal, and the guest's /var/log at ``root``/var/log."""
+    stub = f"#!{BASH}\n" 'echo "$(basename "$0") $*"\n'
+    stubs = _stub_bin(tmp_path, {"journalctl": _STUB_JOURNALCTL, "systemctl": stub, "dmesg": stub})
+    return HostShellMachine(tmp_path / "out", name="server", stubs=stubs, var_log=root / "var/log")
 
 
 # The e2e testScript's PostgreSQL source as it was: a glob only Debian's pg_ctlcluster fills, then
@@ -156,7 +129,7 @@ OLD_POSTGRESQL_SOURCE = logs.command(
 
 
 def test_a_command_source_runs_on_after_a_failing_command(tmp_path: Path) -> None:
-    guest = ServerGuest(tmp_path, tmp_path / "nixos")  # no /var/log/postgresql
+    guest = server_guest(tmp_path, tmp_path / "nixos")  # no /var/log/postgresql
     source = logs.command("list.log", "echo first; false; echo second")
     collected = logs.collect_logs(guest, [OLD_POSTGRESQL_SOURCE, source],  # type: ignore[arg-type]
                                   out_dir=tmp_path, dest="logs")
@@ -166,7 +139,7 @@ def test_a_command_source_runs_on_after_a_failing_command(tmp_path: Path) -> Non
 
 
 def test_journal_and_files_on_a_nixos_like_guest_is_the_journal(tmp_path: Path) -> None:
-    guest = ServerGuest(tmp_path, tmp_path / "nixos")  # nginx logs its errors to stderr: no error.log
+    guest = server_guest(tmp_path, tmp_path / "nixos")  # nginx logs its errors to stderr: no error.log
     (tmp_path / "nixos/var/log/nginx").mkdir(parents=True)
     source = logs.journal_and_files("nginx-error.log", "nginx.service", "/var/log/nginx/error.log")
     [collected] = logs.collect_logs(guest, [source], out_dir=tmp_path, dest="logs")  # type: ignore[arg-type]
@@ -179,7 +152,7 @@ def test_journal_and_files_on_a_debian_like_guest_adds_the_files(tmp_path: Path)
     (root / "var/log/postgresql").mkdir(parents=True)
     for cluster in ("16-main", "17-main"):
         (root / f"var/log/postgresql/postgresql-{cluster}.log").write_text(f"LOG:  cluster {cluster}\n")
-    guest = ServerGuest(tmp_path, root)
+    guest = server_guest(tmp_path, root)
     source = logs.journal_and_files("postgresql.log", "postgresql*", "/var/log/postgresql/*.log")
     logs.collect_logs(guest, [source], out_dir=tmp_path, dest="logs")  # type: ignore[arg-type]
     assert (tmp_path / "logs/postgresql.log").read_text() == (
