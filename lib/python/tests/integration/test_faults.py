@@ -7,29 +7,35 @@ from the ``fault`` marks here and elsewhere (tests/repo/fault_table.py).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import termios
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ..conftest import RECIPES, secret_hits, vm_processes
+from ..unit.fake_run import TerminalReader
 
 pytestmark = pytest.mark.vm
 MINIMAL = RECIPES / "minimal.toml"
 BOOTED = "start_all()\nmachine.wait_for_unit('multi-user.target')\n"
 
 
-def vmtest(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def vmtest(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "vmtest.portable.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}, **popen)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
@@ -380,3 +386,244 @@ def test_global_timeout_says_what_was_running(tmp_path: Path) -> None:
     assert "machine: waiting for success: false (for " in output
     assert "waiting for success: false" in junit_failures(out / "vmtest-junit.xml")
     assert run_record(out)["outcome"] == "timed out"
+
+
+# -- faults from outside the run: SIGKILL, SIGHUP, a damaged cache, two runs at once, a big output --
+
+
+@pytest.fixture
+def run_tmp() -> Iterator[Path]:
+    """A private, short $TMPDIR for the runs of one test (QEMU's socket paths must fit in 108 bytes):
+    their processes and directories are told apart from any other job's by it."""
+    path = Path(tempfile.mkdtemp(prefix="vt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def ours(run_tmp: Path) -> list[str]:
+    """The live QEMU and vde_switch processes of runs under ``run_tmp`` (their sockets are there)."""
+    return [line for line in vm_processes() if str(run_tmp) in line]
+
+
+def vm_descendants(pid: int) -> list[int]:
+    """The live qemu-system and vde_switch processes below ``pid`` (by parent, whatever their arguments)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True, check=True).stdout
+    children: dict[int, list[tuple[int, str, str]]] = {}
+    for line in table.splitlines():
+        fields = line.split(None, 3)
+        if len(fields) == 4:
+            children.setdefault(int(fields[1]), []).append((int(fields[0]), fields[2], fields[3]))
+    found, pending = [], [pid]
+    while pending:
+        for child, stat, args in children.get(pending.pop(), []):
+            pending.append(child)
+            if not stat.startswith("Z") and ("qemu-system" in args or "vde_switch" in args):
+                found.append(child)
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()
+            and not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")]
+
+
+def run_dirs_in(run_tmp: Path) -> list[str]:
+    return sorted(entry.name for entry in run_tmp.glob("vmtest-*"))
+
+
+@pytest.mark.fault(fault="SIGKILL of `vmtest run` while its machine runs a command (what a CI runner does at its "
+                         "time limit)",
+                   handling="QEMU and vde_switch die with it (PR_SET_PDEATHSIG, set from a thread that lives as "
+                            "long as vmtest); the console log is kept; the next run removes the killed run's "
+                            "temporary directory and says so, and moves its output aside")
+def test_sigkill_takes_qemu_with_it_and_the_next_run_cleans_up(tmp_path: Path, run_tmp: Path) -> None:
+    out, ready = tmp_path / "out", tmp_path / "ready"
+    busy = BOOTED + f"open({str(ready)!r}, 'w').close()\nmachine.succeed('sleep 600')\n"
+    env = {"TMPDIR": str(run_tmp)}
+    process = vmtest("run", script(tmp_path, busy), "--machines", f"machine={MINIMAL}", "--out", str(out), env=env)
+    wait_for(lambda: ready.exists() or process.poll() is not None, 300, "the machine boots")
+    assert process.poll() is None, finish(process)[1]
+    machines = vm_descendants(process.pid)
+    assert len(machines) == 2, f"a QEMU and a vde_switch below vmtest: {machines}"
+    killed = run_dirs_in(run_tmp)
+    process.kill()
+    code, _ = finish(process, timeout=30)
+    assert code == -signal.SIGKILL
+    wait_for(lambda: alive(machines) == [] and ours(run_tmp) == [], 10, "QEMU and vde_switch die with vmtest")
+    assert (out / "serial" / "machine.log").stat().st_size > 0, "the console log is kept"
+    assert not (out / "vmtest-junit.xml").exists(), "nothing can write a report after a SIGKILL"
+    assert len(killed) == 1 and run_dirs_in(run_tmp) == killed, "left until the next run"
+
+    with nothing_left(tmp_path):
+        code, output = finish(vmtest("run", script(tmp_path, BOOTED, "second.py"), "--machines", f"machine={MINIMAL}",
+                                     "--out", str(out), env=env))
+    assert code == 0, output
+    assert (f"vmtest: removed 1 temporary directory of vmtest runs that were killed: {run_tmp / killed[0]}"
+            in output.splitlines())
+    assert f"were moved to {tmp_path / 'out.previous'}" in output, "the killed run's lock went with it"
+    assert run_dirs_in(run_tmp) == [] and ours(run_tmp) == []
+    assert junit_failures(out / "vmtest-junit.xml") == ""
+
+
+def _not_under_nohup() -> None:
+    # vmtest keeps ignoring a SIGHUP it was started ignoring (nohup): a suite run under nohup must not
+    # hand that on to the runs these tests hang up.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def _in_a_terminal(tmp_path: Path, run_tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``vmtest`` with a pty as its controlling terminal (a terminal window); returns it and the pty's master."""
+    master, terminal = os.openpty()
+
+    def prepare() -> None:
+        _not_under_nohup()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vmtest.portable.cli", *args], stdin=terminal, stdout=terminal, stderr=terminal,
+        cwd=tmp_path, start_new_session=True, env={**os.environ, "TMPDIR": str(run_tmp), "TERM": "xterm"},
+        preexec_fn=prepare,
+    )
+    os.close(terminal)
+    return process, master
+
+
+@pytest.mark.fault(fault="SIGHUP while a machine runs a command: `vmtest run` gets one, or the terminal of "
+                         "`vmtest run --interactive` is closed",
+                   handling="ended as on SIGTERM (stdout and stderr go to /dev/null first if they were on the "
+                            "terminal, so the teardown cannot fail on them; the shell reads end-of-input): QEMU and "
+                            "vde_switch reaped, JUnit and run record say 'terminated (SIGHUP)'; exit 129")
+@pytest.mark.parametrize("how", ["signal", "closed-terminal"])
+def test_sighup_ends_the_run_as_sigterm_does(tmp_path: Path, run_tmp: Path, how: str) -> None:
+    out, ready = tmp_path / "out", tmp_path / "ready"
+    commands = (f"start_all()\nmachine.wait_for_unit('multi-user.target')\nopen({str(ready)!r}, 'w').close()\n"
+                "machine.succeed('sleep 600')\n")
+    if how == "signal":
+        process: subprocess.Popen[Any] = vmtest("run", script(tmp_path, commands), "--machines", f"machine={MINIMAL}",
+                                                "--out", str(out), env={"TMPDIR": str(run_tmp)},
+                                                preexec_fn=_not_under_nohup)
+        wait_for(lambda: ready.exists() or process.poll() is not None, 300, "the machine boots")
+        assert process.poll() is None, finish(process)[1]
+        process.send_signal(signal.SIGHUP)
+        code, output = finish(process, timeout=120)
+        assert "Traceback" not in output and "vmtest: terminated in " in output, output
+    else:
+        process, master = _in_a_terminal(tmp_path, run_tmp, "run", script(tmp_path, BOOTED), "--interactive",
+                                         "--machines", f"machine={MINIMAL}", "--out", str(out))
+        screen = TerminalReader(master)
+        try:
+            screen.wait_for(">>>", 120)
+            # a bracketed paste: ptpython takes it as text, completing nothing
+            line = f"exec(open({script(tmp_path, commands, 'commands.py')!r}).read())"
+            os.write(master, f"\x1b[200~{line}\x1b[201~\r".encode())
+            wait_for(lambda: ready.exists() or process.poll() is not None, 300, "the machine boots")
+            assert process.poll() is None, screen.text[-3000:]
+        finally:
+            screen.stop()
+            os.close(master)  # the window closes: the kernel hangs the terminal up and sends SIGHUP
+        try:
+            code = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"vmtest did not end within 120 s of its terminal closing; it showed:\n{screen.text[-3000:]}")
+    assert code == 128 + signal.SIGHUP
+    assert "terminated (SIGHUP)" in junit_failures(out / "vmtest-junit.xml")
+    assert run_record(out)["outcome"] == "terminated"
+    assert (out / "serial" / "machine.log").stat().st_size > 0
+    wait_for(lambda: ours(run_tmp) == [], 10, "no QEMU or vde_switch is left (none re-parented to PID 1)")
+    assert run_dirs_in(run_tmp) == []
+
+
+@pytest.mark.fault(fault="a damaged image in the cache (`disk.img` truncated: a full disk, a copy cut short)",
+                   handling="found before it boots (size and a SHA-256 of 64 regions, recorded at build): one line "
+                            "names the file, its size then and now; it is discarded and built again, the run passes; "
+                            "no work directory or mount is left")
+def test_a_damaged_cached_image_is_named_and_built_again(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {"VMTEST_CACHE": str(cache)}
+    code, output = finish(vmtest("build", str(MINIMAL), env=env))
+    assert code == 0, output
+    image = Path(json.loads(output.strip().splitlines()[-1])["image"])
+    size = (image / "disk.img").stat().st_size
+    assert json.loads((image / "image.json").read_text())["files"]["disk.img"]["size"] == size
+    os.truncate(image / "disk.img", 1024 * 1024)
+    with nothing_left(cache):
+        code, output = finish(vmtest("run", script(tmp_path, BOOTED), "--machines", f"machine={MINIMAL}",
+                                     "--out", str(tmp_path / "out"), env=env))
+    assert code == 0, output
+    assert [line for line in output.splitlines() if " is damaged: " in line] == [
+        f"vmtest: the cached image {image} is damaged: {image / 'disk.img'} is 1048576 bytes, {size} bytes when it "
+        "was built; discarding it and building it again"]
+    assert "shell closed" not in output
+    assert (image / "disk.img").stat().st_size == size
+    assert [entry.name for entry in (cache / "images").iterdir() if entry.name.startswith(".")] == [
+        f".{image.name}.lock"], "no work directory and no discarded image left"
+    code, output = finish(vmtest("build", str(MINIMAL), env=env))
+    assert code == 0 and json.loads(output.strip().splitlines()[-1])["seconds"] < 5, "found whole in the cache"
+
+
+@pytest.mark.fault(fault="a second `vmtest run` into the output directory of one that is running",
+                   handling="the second exits 2 before any work with one line naming the directory and the "
+                            "first's PID (a lock held for the run's life); the first's files are untouched and it "
+                            "passes")
+def test_a_second_run_into_a_busy_output_directory_exits_2(tmp_path: Path, run_tmp: Path) -> None:
+    out, ready, go = tmp_path / "out", tmp_path / "ready", tmp_path / "go"
+    waits = (BOOTED + f"open({str(ready)!r}, 'w').close()\nimport time\n"
+             f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.1)\nmachine.succeed('true')\n")
+    env = {"TMPDIR": str(run_tmp)}
+    first = vmtest("run", script(tmp_path, waits), "--machines", f"machine={MINIMAL}", "--out", str(out), env=env)
+    try:
+        wait_for(lambda: ready.exists() or first.poll() is not None, 300, "the first run's machine boots")
+        assert first.poll() is None, finish(first)[1]
+        running = ours(run_tmp)
+        serial = (out / "serial" / "machine.log").read_text()
+        started = time.monotonic()
+        code, output = finish(vmtest("run", script(tmp_path, BOOTED, "second.py"), "--machines",
+                                     f"machine={MINIMAL}", "--out", str(out), env=env), timeout=60)
+        assert code == 2, output
+        assert time.monotonic() - started < 30
+        assert len(output.strip().splitlines()) == 1, output
+        assert output.startswith(f"vmtest: output directory {out} is in use by another vmtest run "
+                                 f"(PID {first.pid}, since "), output
+        assert "wait for it to end or give another --out" in output
+        assert ours(run_tmp) == running, "the second run started nothing"
+        assert (out / "serial" / "machine.log").read_text().startswith(serial)
+        assert not (tmp_path / "out.previous").exists()
+    finally:
+        go.touch()
+        code, output = finish(first)
+    assert code == 0, output
+    assert junit_failures(out / "vmtest-junit.xml") == "" and run_record(out)["outcome"] == "passed"
+    assert ours(run_tmp) == [] and run_dirs_in(run_tmp) == []
+
+
+@pytest.mark.fault(fault="40 MB of output from one `succeed` (it took 1.0 GB of RSS, 25 times the output)",
+                   handling="decoded as it arrives (no joined, stripped or base64 copy): vmtest's peak RSS grows by "
+                            "under 5 times the output, and the output arrives whole")
+def test_a_40_mb_output_costs_under_5_times_its_size(tmp_path: Path, run_tmp: Path) -> None:
+    out = tmp_path / "out"
+    size = 40_000_000
+    measure = BOOTED + (
+        "import hashlib, json\n"
+        "machine.succeed('head -c 30000000 /dev/urandom | base64 -w 0 > /root/big')\n"
+        "expected = machine.succeed('sha256sum < /root/big').split()[0]\n"
+        "def status(field):\n"
+        "    line = next(l for l in open('/proc/self/status') if l.startswith(field + ':'))\n"
+        "    return int(line.split()[1]) * 1024\n"
+        "with open('/proc/self/clear_refs', 'w') as clear:\n"
+        "    clear.write('5')  # the peak RSS (VmHWM) starts again from now\n"
+        "before = status('VmRSS')\n"
+        "output = machine.succeed('cat /root/big')\n"
+        "peak = status('VmHWM')\n"
+        "json.dump({'before': before, 'peak': peak, 'length': len(output),\n"
+        "           'whole': hashlib.sha256(output.encode()).hexdigest() == expected},\n"
+        "          open(os.path.join(driver.out_dir, 'memory.json'), 'w'))\n"
+    )
+    with nothing_left(tmp_path):
+        code, output = finish(vmtest("run", script(tmp_path, measure), "--machines", f"machine={MINIMAL}",
+                                     "--out", str(out), env={"TMPDIR": str(run_tmp)}))
+    assert code == 0, output
+    figures = json.loads((out / "memory.json").read_text())
+    assert figures["length"] == size and figures["whole"], figures
+    growth = figures["peak"] - figures["before"]
+    assert growth < 5 * size, f"peak RSS grew by {growth / 1e6:.0f} MB for {size / 1e6:.0f} MB of output: {figures}"

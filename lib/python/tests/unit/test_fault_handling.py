@@ -148,7 +148,7 @@ def test_mounts_below_a_build_dir_deepest_first(tmp_path: Path) -> None:
 @pytest.fixture
 def own_handlers() -> Iterator[None]:
     """RunSignals keeps ignoring signals after a stopped run: give this process its handlers back."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)

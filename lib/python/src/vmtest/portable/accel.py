@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vmtest.portable.runtime.process import run_tied
+
 PROBE_DEADLINE = 5.0
 # The probe takes ~0.2 s under TCG; a KVM slower than this is of no use.
 PROBE_FAST_ENOUGH = 1.5
@@ -59,7 +61,8 @@ def probe_kvm(deadline: float = PROBE_DEADLINE) -> tuple[bool, str]:
         disk.write_bytes(_BOOT_SECTOR)
         started = time.monotonic()
         try:
-            result = subprocess.run(
+            # Tied to vmtest: a probe guest that hangs must not outlive a vmtest that was killed.
+            result = run_tied(
                 ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", "max", "-nodefaults", "-display", "none",
                  "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                  "-drive", f"file={disk},format=raw,index=0,media=disk"],

@@ -34,6 +34,7 @@ from vmtest.portable.image.recipe import load_recipe
 from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
 from vmtest.portable.runtime.logger import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.process import spawn
 from vmtest.portable.runtime.qemu import MachineConfig, write_start_script
 from vmtest.portable.runtime.spec import prepare_machines
 
@@ -65,9 +66,9 @@ class RawHarness:
         ]
         env = {**os.environ, "TMPDIR": str(state), "SHARED_DIR": str(state), "USE_TMPDIR": "1"}
         self.started = time.monotonic()
-        self.process = subprocess.Popen(f"exec {script} {shlex.join(args)}", shell=True, cwd=state, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = spawn(f"exec {script} {shlex.join(args)}", shell=True, cwd=state, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
         self.shell, _ = server.accept()
         server.close()
 
@@ -80,7 +81,7 @@ class RawHarness:
             received += chunk
         return time.monotonic() - self.started
 
-    def _block(self) -> bytes:
+    def _block(self) -> bytearray:
         block = read_line_block(self.shell)
         if block is None:
             raise RuntimeError("raw QEMU shell closed")

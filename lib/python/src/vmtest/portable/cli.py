@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -20,7 +22,7 @@ from vmtest.portable import doctor
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image, cache_dir
 from vmtest.portable.image.recipe import Recipe, load_recipe
-from vmtest.portable.outdir import check_file_target, prepare_output_dir
+from vmtest.portable.outdir import OutputLock, check_file_target, lock_output_dir, prepare_output_dir
 from vmtest.portable.runtime.checkpoints import human_bytes, read_stored, stored_checkpoints
 from vmtest.portable.runtime.driver import (
     BOOT_DEADLINE_KVM,
@@ -31,6 +33,7 @@ from vmtest.portable.runtime.driver import (
 )
 from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.namespace import namespace_names, undefined_names
+from vmtest.portable.runtime.rundir import sweep_stale_run_dirs
 from vmtest.portable.runtime.signals import RunSignals, Terminated
 from vmtest.portable.runtime.spec import MachineSpec, configure_machines, parse_machine_specs
 from vmtest.progress.source import MODES, showing_progress
@@ -43,7 +46,9 @@ EXIT_INTERRUPTED = 130
 
 
 def _error(message: str) -> None:
-    print(f"vmtest: {message}", file=sys.stderr)
+    # A terminal that hung up fails every write (EIO): the run's exit status must not change for it.
+    with contextlib.suppress(OSError):
+        print(f"vmtest: {message}", file=sys.stderr)
 
 
 def _read_scripts(paths: list[str]) -> list[tuple[Path, str]] | None:
@@ -93,8 +98,9 @@ def _interruption(signals: RunSignals, driver: Driver | None, stage: str) -> tup
     if driver is not None and driver.timed_out:
         return ("timed out", f"global timeout of {format_seconds(driver.global_timeout)} reached "
                 f"{driver.timed_out_while}".rstrip(), EXIT_FAILED)
-    if signals.first == "SIGTERM":
-        return "terminated", f"terminated (SIGTERM){stage}", 128 + signal.SIGTERM
+    if signals.first in ("SIGTERM", "SIGHUP"):
+        # SIGHUP: the terminal closed (or a supervisor hung the run up); ended as on SIGTERM.
+        return "terminated", f"terminated ({signals.first}){stage}", 128 + (signals.first_number or signal.SIGTERM)
     return "interrupted", f"interrupted (SIGINT){stage}", EXIT_INTERRUPTED
 
 
@@ -122,20 +128,37 @@ def run(args: argparse.Namespace) -> int:
     (script_path, source), more = scripts[0], [path for path, _ in scripts[1:]]
     out_dir = Path(args.out).resolve()
     junit_path = Path(args.junit_xml).resolve() if args.junit_xml else out_dir / "vmtest-junit.xml"
+    lock: OutputLock | None = None
     try:
         specs = parse_machine_specs(args.machines)
         if not _check_names(scripts, specs):
             return EXIT_BAD_INPUT
         if not _preflight([spec.recipe for spec in specs], booting=True):
             return EXIT_BAD_INPUT
+        # Held until the run ends: a second run into this directory stops here, naming this one.
+        lock = lock_output_dir(out_dir)
         moved = prepare_output_dir(out_dir)
         if args.junit_xml:
             check_file_target(junit_path)
     except (RecipeError, ImageBuildError, ValueError) as error:  # OutputDirError is a ValueError
+        if lock is not None:
+            lock.release(forget=True)
         _error(str(error))
         return EXIT_BAD_INPUT
-    if moved is not None:
-        _error(f"the previous run's artifacts in {out_dir} were moved to {moved}")
+    assert lock is not None
+    with lock:
+        if moved is not None:
+            _error(f"the previous run's artifacts in {out_dir} were moved to {moved}")
+        return _run_in(args, out_dir, junit_path, specs, script_path, source, more)
+
+
+def _run_in(args: argparse.Namespace, out_dir: Path, junit_path: Path, specs: list[MachineSpec],
+            script_path: Path, source: str, more: list[Path]) -> int:
+    """``vmtest run`` once its input is checked and its output directory locked and fresh."""
+    stale = sweep_stale_run_dirs()
+    if stale:
+        _error(f"removed {len(stale)} temporary director{'y' if len(stale) == 1 else 'ies'} of vmtest runs "
+               f"that were killed: {', '.join(str(path) for path in stale)}")
     junit = JunitLogger(junit_path, suite_name=f"vmtest {script_path.stem}")
     logger = CompositeLogger([TerminalLogger(), junit])
     redactor = Redactor()
@@ -184,11 +207,10 @@ def run(args: argparse.Namespace) -> int:
             _error(redactor.redact(problem))
         if artifact_errors and code == 0:
             code = EXIT_FAILED
-        print(
-            f"vmtest: {outcome} in {format_seconds(time.monotonic() - started)}; "
+        _error(
+            f"{outcome} in {format_seconds(time.monotonic() - started)}; "
             f"artifacts in {out_dir} (JUnit {junit.path}, run record {out_dir / 'vmtest-run.json'})"
-            + (f"; {len(artifact_errors)} artifact(s) could not be written" if artifact_errors else ""),
-            file=sys.stderr,
+            + (f"; {len(artifact_errors)} artifact(s) could not be written" if artifact_errors else "")
         )
     return code
 
@@ -201,23 +223,33 @@ def _run_driver(driver: Driver, args: argparse.Namespace, signals: RunSignals,
                 script_path: Path) -> tuple[str, int]:
     """Run the testScript (or the shell) on ``driver``; returns the outcome and the exit status."""
     logger = driver.logger
-    try:
-        if args.interactive:
-            from vmtest.portable.runtime.repl import interact
-            interact(driver)
-        else:
-            driver.run_tests()
-        return "passed", 0
-    except (KeyboardInterrupt, Terminated):
+
+    def interrupted() -> tuple[str, int]:
         signals.stopping = True
         outcome, message, code = _interruption(signals, driver, "")
         logger.log_test_error(message)
         return outcome, code
+
+    try:
+        if args.interactive:
+            from vmtest.portable.runtime.repl import interact
+            interact(driver)
+            # ptpython catches every exception while it reads a line or runs one, the signal's
+            # included; a hung-up terminal then reads end-of-input and the shell returns.
+            if signals.received:
+                return interrupted()
+        else:
+            driver.run_tests()
+        return "passed", 0
+    except (KeyboardInterrupt, Terminated):
+        return interrupted()
     except (AssertionError, MachineError) as error:  # helpers' failures are AssertionErrors too
         frames = script_traceback(error, script_path)
         logger.log_test_error(f"{type(error).__name__}: {error}" + (f"\n{frames}" if frames else ""))
         return ("timed out" if driver.timed_out else "failed"), EXIT_FAILED
     except Exception as error:
+        if signals.received and not driver.timed_out:
+            return interrupted()  # what the signal broke (a terminal that hung up) is not the script's fault
         logger.log_test_error("testScript crashed:\n" + "".join(traceback.format_exception(error)))
         return "crashed", EXIT_FAILED
 
@@ -242,7 +274,7 @@ def build(args: argparse.Namespace) -> int:
                 signals.stopping = True
                 _error(f"{signals.first} while building {recipe.path}: the build was stopped and its "
                        "mounts and files removed; the cache is as it was")
-                return EXIT_INTERRUPTED if signals.first == "SIGINT" else 128 + signal.SIGTERM
+                return EXIT_INTERRUPTED if signals.first == "SIGINT" else 128 + (signals.first_number or 15)
             print(json.dumps({"recipe": path, "image": str(image.directory),
                               "seconds": round(time.monotonic() - started, 2)}))
     return 0
@@ -343,6 +375,7 @@ def _add_progress_option(command: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
+    top.add_argument("--version", action="version", version=f"vmtest {_version()}")
     commands = top.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a testScript on Debian QEMU VMs")
     run_parser.add_argument("script", nargs="+",
@@ -390,6 +423,14 @@ def parser() -> argparse.ArgumentParser:
     verdict_parser.add_argument("directory")
     verdict_parser.set_defaults(handler=verdict)
     return top
+
+
+def _version() -> str:
+    """The installed distribution's version (the package's own, from pyproject.toml)."""
+    try:
+        return importlib.metadata.version("vmtest")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

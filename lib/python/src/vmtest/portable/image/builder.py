@@ -4,17 +4,26 @@ An image is a directory ``<cache>/images/<name>-<arch>-<hash>/`` holding
 ``vmlinuz``, ``initrd``, ``disk.img`` (raw ext4) and ``image.json``. The hash
 covers the recipe, the contents of its files and this builder's version, so an
 edit anywhere rebuilds and nothing else does. Directories appear atomically.
+
+``image.json`` records each file's size and a SHA-256 of 64 regions of it, and every use
+of a cached image checks them first (about 4 MiB read: milliseconds). A damaged image (a
+truncated ``disk.img``: a full disk, a copy cut short) is named in one line, discarded and
+built again: the cache holds nothing but what its recipe makes. A build that was killed
+(SIGKILL: nothing could clean up) leaves its work directory, with mmdebstrap's mounts;
+the next build of that image removes it, under the same lock.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from vmtest.errors import ImageBuildError
 from vmtest.portable.image.build_progress import BuildWatcher, previous_marks
@@ -30,7 +39,7 @@ from vmtest.portable.image.initramfs import build_initramfs
 from vmtest.portable.image.mounts import remove_build_dir
 from vmtest.portable.image.recipe import Recipe
 from vmtest.portable.image.steps import CHROOT_PATH, DOC_EXCLUDES, step_line
-from vmtest.portable.runtime.process import terminate_group
+from vmtest.portable.runtime.process import run_tied, spawn, terminate_group
 from vmtest.portable.runtime.signals import shielded
 from vmtest.progress.events import Emit, Event
 from vmtest.progress.plain import stamp
@@ -106,12 +115,96 @@ def image_directory(recipe: Recipe, cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / "images" / f"{recipe.name}-{recipe.arch}-{image_key(recipe)}"
 
 
-def _load(directory: Path, recipe: Recipe) -> Image | None:
+IMAGE_FILES = ("vmlinuz", "initrd", "disk.img")
+SAMPLES = 64
+SAMPLE_BYTES = 64 * 1024
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """``path``'s size and the SHA-256 of ``SAMPLES`` regions of ``SAMPLE_BYTES`` spread evenly over it,
+    first and last included (of all of it when it is no bigger): what ``image.json`` keeps of each file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size <= SAMPLES * SAMPLE_BYTES:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        else:
+            last = size - SAMPLE_BYTES
+            for index in range(SAMPLES):
+                file.seek(last * index // (SAMPLES - 1))
+                digest.update(file.read(SAMPLE_BYTES))
+    return {"size": size, "sampled_sha256": digest.hexdigest()}
+
+
+def damage(directory: Path) -> str | None:
+    """What is wrong with the image in ``directory`` (one phrase naming the file, what was recorded and
+    what is there now), or None when every file matches what its build recorded.
+
+    Images built before the record existed are checked by what they have: every file present, and
+    ``disk.img`` of the size ``disk_mb`` says."""
     manifest = directory / "image.json"
-    if not manifest.is_file():
-        return None
-    data = json.loads(manifest.read_text())
-    return Image(directory, recipe, data["kernel_version"])
+    try:
+        data = json.loads(manifest.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as error:
+        return f"{manifest} cannot be read ({getattr(error, 'strerror', None) or error})"
+    files = data.get("files")
+    if not isinstance(files, dict):
+        files = {name: {} for name in IMAGE_FILES}
+        if isinstance(data.get("disk_mb"), int):
+            files["disk.img"] = {"size": data["disk_mb"] * 1024 * 1024}
+    for name, recorded in files.items():
+        path = directory / name
+        try:
+            found = file_record(path) if "sampled_sha256" in recorded else {"size": path.stat().st_size}
+        except OSError as error:
+            return f"{path} cannot be read ({error.strerror})"
+        if "size" in recorded and found["size"] != recorded["size"]:
+            return f"{path} is {found['size']} bytes, {recorded['size']} bytes when it was built"
+        if "sampled_sha256" in recorded and found["sampled_sha256"] != recorded["sampled_sha256"]:
+            return (f"{path} has changed since it was built (sampled SHA-256 {found['sampled_sha256'][:16]}, "
+                    f"{recorded['sampled_sha256'][:16]} when it was built)")
+    return None
+
+
+def _load(directory: Path, recipe: Recipe) -> tuple[Image | None, str | None]:
+    """The cached image in ``directory`` and None; or None and what is wrong with it (None: not built)."""
+    if not (directory / "image.json").is_file():
+        return None, None
+    problem = damage(directory)
+    if problem is not None:
+        return None, problem
+    data = json.loads((directory / "image.json").read_text())
+    return Image(directory, recipe, data["kernel_version"]), None
+
+
+def _discard(directory: Path, problem: str, say: Log) -> None:
+    """Say that the cached image in ``directory`` is damaged and remove it (under its build lock)."""
+    say(f"vmtest: the cached image {directory} is damaged: {problem}; discarding it and building it again")
+    doomed = directory.parent / f".damaged-{directory.name}-{os.getpid()}"
+    try:
+        directory.rename(doomed)
+        remove_build_dir(doomed)
+    except OSError as error:
+        raise ImageBuildError(
+            f"the cached image {directory} is damaged ({problem}) and cannot be removed: "
+            f"{error.strerror or error}; remove it (rm -rf {shlex.quote(str(directory))}) and run again"
+        ) from None
+
+
+def _sweep_stale_work(directory: Path, say: Log) -> None:
+    """Remove what killed builds of ``directory``'s image left (work directories, mounts included, and
+    discarded images): the caller holds the image's build lock, so no live build owns any of them."""
+    for stale in sorted([*directory.parent.glob(f".build-{directory.name}-*"),
+                         *directory.parent.glob(f".damaged-{directory.name}-*")]):
+        try:
+            remove_build_dir(stale)
+        except OSError as error:
+            say(f"vmtest: cannot remove {stale}, left by a build that was killed: {error}")
+            continue
+        say(f"vmtest: removed {stale}, left by a build that was killed")
 
 
 def ensure_foreign_arch(arch: str) -> None:
@@ -216,10 +309,12 @@ def _run_timestamped(argv: list[str], build_log: BuildLog, env: dict[str, str]) 
         log.write("$ " + shlex.join(argv) + "\n")
         log.flush()
         # Its own session: a terminal's Ctrl-C reaches vmtest only, which stops the whole build
-        # (mmdebstrap and its hooks) and then removes what it left.
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace",
-                                   start_new_session=True)
+        # (mmdebstrap and its hooks) and then removes what it left. If vmtest dies without that
+        # (SIGKILL), mmdebstrap gets SIGTERM, on which it unmounts what it mounted; the next build
+        # of the image removes the work directory.
+        process = spawn(argv, death_signal=signal.SIGTERM, env=env, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                        start_new_session=True)
         assert process.stdout is not None
         try:
             for line in process.stdout:
@@ -257,22 +352,25 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
     """
     say = log or (lambda message: print(message, file=sys.stderr))
     directory = image_directory(recipe, cache)
-    image = _load(directory, recipe)
+    image, problem = _load(directory, recipe)
     if image is not None:
         return image
-    for tool in ("mmdebstrap", "mke2fs", "dpkg-divert"):
-        if shutil.which(tool) is None:
-            raise ImageBuildError(f"building {recipe.path} needs `{tool}` (apt-get install mmdebstrap e2fsprogs)")
+    if problem is None:
+        _check_build_tools(recipe)  # before anything is written into the cache
     directory.parent.mkdir(parents=True, exist_ok=True)
     with (directory.parent / f".{directory.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        image = _load(directory, recipe)
+        # Again under the lock: another build may have made (or replaced) it meanwhile.
+        image, problem = _load(directory, recipe)
         if image is not None:
             return image
+        if problem is not None:
+            _discard(directory, problem, say)
+        _sweep_stale_work(directory, say)
+        _check_build_tools(recipe)
         ensure_foreign_arch(recipe.arch)
         started = time.monotonic()
         work = directory.parent / f".build-{directory.name}-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         logs = directory.parent.parent / "logs"
         # Read before this build's log replaces a log of the same name (an interrupted build's).
@@ -281,34 +379,16 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
         try:
             say(f"vmtest: building image {recipe.name} ({recipe.suite}/{recipe.arch}) from {recipe.path}")
             watcher.begin(f"building ({recipe.suite}/{recipe.arch})")
-            rootfs = work / "rootfs"
             logs.mkdir(parents=True, exist_ok=True)
             build_log = BuildLog(logs / f"{directory.name}.log", watcher.line)
-            _bootstrap(recipe, rootfs, build_log)
-            step_started = time.monotonic()
-            kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
-            if not kernels:
-                raise ImageBuildError(f"recipe {recipe.path}: no kernel in /boot after bootstrap")
-            kernel_version = kernels[-1].name.removeprefix("vmlinuz-")
-            shutil.copy2(kernels[-1], work / "vmlinuz")
-            modules = build_initramfs(rootfs, kernel_version, work / "initrd")
-            step_started = build_log.step_done("initramfs", step_started)
-            size_mb = int(_disk_usage_mb(rootfs) * 1.15) + recipe.vm.disk_free_mb + 64
-            mkfs = subprocess.run(
-                ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-m", "0", "-E", "root_owner=0:0",
-                 "-d", str(rootfs), str(work / "disk.img"), f"{size_mb}M"],
-                capture_output=True, text=True, check=False,
-            )
-            if mkfs.returncode != 0:
-                raise ImageBuildError(f"recipe {recipe.path}: mke2fs failed: {mkfs.stderr.strip()}")
-            remove_build_dir(rootfs)
-            build_log.step_done("disk image", step_started)
+            made = _make_image_files(recipe, work, build_log)
             seconds = time.monotonic() - started
             (work / "image.json").write_text(json.dumps({
                 "recipe": str(recipe.path), "name": recipe.name, "suite": recipe.suite,
-                "arch": recipe.arch, "kernel_version": kernel_version, "disk_mb": size_mb,
-                "initramfs_modules": modules, "build_seconds": round(seconds, 1),
+                "arch": recipe.arch, **made, "build_seconds": round(seconds, 1),
                 "builder_version": BUILDER_VERSION,
+                # Checked at every use (damage()): a damaged image is rebuilt, not booted.
+                "files": {name: file_record(work / name) for name in IMAGE_FILES},
             }, indent=2))
             work.rename(directory)
         except BaseException:
@@ -320,4 +400,36 @@ def build_image(recipe: Recipe, cache: Path | None = None, log: Log | None = Non
         finally:
             watcher.end()
         say(f"vmtest: built {recipe.name} in {seconds:.0f} s -> {directory}")
-        return Image(directory, recipe, kernel_version)
+        return Image(directory, recipe, made["kernel_version"])
+
+
+def _check_build_tools(recipe: Recipe) -> None:
+    for tool in ("mmdebstrap", "mke2fs", "dpkg-divert"):
+        if shutil.which(tool) is None:
+            raise ImageBuildError(f"building {recipe.path} needs `{tool}` (apt-get install mmdebstrap e2fsprogs)")
+
+
+def _make_image_files(recipe: Recipe, work: Path, build_log: BuildLog) -> dict[str, Any]:
+    """Bootstrap the root, then write ``vmlinuz``, ``initrd`` and ``disk.img`` into ``work``; returns
+    what ``image.json`` says of them (kernel version, disk size, initramfs modules)."""
+    rootfs = work / "rootfs"
+    _bootstrap(recipe, rootfs, build_log)
+    step_started = time.monotonic()
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise ImageBuildError(f"recipe {recipe.path}: no kernel in /boot after bootstrap")
+    kernel_version = kernels[-1].name.removeprefix("vmlinuz-")
+    shutil.copy2(kernels[-1], work / "vmlinuz")
+    modules = build_initramfs(rootfs, kernel_version, work / "initrd")
+    step_started = build_log.step_done("initramfs", step_started)
+    size_mb = int(_disk_usage_mb(rootfs) * 1.15) + recipe.vm.disk_free_mb + 64
+    mkfs = run_tied(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-m", "0", "-E", "root_owner=0:0",
+         "-d", str(rootfs), str(work / "disk.img"), f"{size_mb}M"],
+        capture_output=True, text=True, check=False,
+    )
+    if mkfs.returncode != 0:
+        raise ImageBuildError(f"recipe {recipe.path}: mke2fs failed: {mkfs.stderr.strip()}")
+    remove_build_dir(rootfs)
+    build_log.step_done("disk image", step_started)
+    return {"kernel_version": kernel_version, "disk_mb": size_mb, "initramfs_modules": modules}

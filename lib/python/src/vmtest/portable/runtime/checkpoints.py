@@ -22,6 +22,7 @@ from typing import Any
 from vmtest.errors import MachineError
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.parallel import each_in_parallel
+from vmtest.portable.runtime.process import run_tied
 from vmtest.portable.runtime.qemu import MachineConfig, qemu_argv
 from vmtest.timeouts import format_seconds
 from vmtest.waiting import Deadline, poll
@@ -358,8 +359,8 @@ def save_machines(machines: Sequence[QemuMachine], directory: Path) -> dict[str,
         for machine in machines:
             _migrate_to_file(machine, directory / f"{machine.name}.state")
             # The migration flushed and released the disk: its overlay is whole until `cont`.
-            subprocess.run(["cp", "--sparse=always", str(_disk(machine)), str(directory / f"{machine.name}.qcow2")],
-                           check=True)
+            run_tied(["cp", "--sparse=always", str(_disk(machine)), str(directory / f"{machine.name}.qcow2")],
+                     check=True)
     finally:
         for machine in machines:
             if machine.qmp_client is not None and machine.process is not None and machine.process.poll() is None:
@@ -395,8 +396,8 @@ def resume_machine(machine: QemuMachine, directory: Path) -> None:
     holding nothing of the run that saved it."""
     machine.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _disk(machine).unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                    "-b", str(directory / f"{machine.name}.qcow2"), str(_disk(machine))], check=True)
+    run_tied(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+              "-b", str(directory / f"{machine.name}.qcow2"), str(_disk(machine))], check=True)
     machine.resume_from(directory / f"{machine.name}.state")
     # the saved run's journal entries are in the files archived before the save (PREPARE_SAVE)
     machine.succeed(f"date -s @{time.time():.3f} >/dev/null; {MOUNT_SHARES}; rm -f {ARCHIVED_JOURNALS}", timeout=120)

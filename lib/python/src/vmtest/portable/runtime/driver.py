@@ -1,8 +1,11 @@
 """The Driver: runs a testScript with the upstream namespace over QemuMachines.
 
 Whatever ends the run (success, a failed assertion, an exception, SIGINT,
-SIGTERM, the global timeout), ``Driver.__exit__`` kills every QEMU and
-vde_switch it started and writes the JUnit report and ``vmtest-run.json``.
+SIGTERM, SIGHUP, the global timeout), ``Driver.__exit__`` kills every QEMU and
+vde_switch it started, writes the JUnit report and ``vmtest-run.json`` and removes
+its temporary directory. What ends it without a teardown (SIGKILL) takes QEMU and
+vde_switch with it (``process.spawn``), and the next ``vmtest run`` removes the
+temporary directory it left (``rundir``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -32,6 +34,7 @@ from vmtest.portable.runtime.namespace import identifier
 from vmtest.portable.runtime.parallel import each_in_parallel
 from vmtest.portable.runtime.polling import PollingCondition
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
+from vmtest.portable.runtime.rundir import RunDir
 from vmtest.portable.runtime.signals import shielded
 from vmtest.portable.runtime.vlan import VLan
 from vmtest.progress.events import Emit
@@ -101,7 +104,12 @@ class Driver:
         self.artifact_errors: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._own_tmp = tmp_dir is None
-        self.tmp_dir = tmp_dir or Path(tempfile.mkdtemp(prefix="vmtest-"))
+        # Locked while the run lives: the next run removes it if this one is killed.
+        self._run_dir: RunDir | None = None
+        if tmp_dir is None:
+            self._run_dir = RunDir(keep=keep_machine_state)
+            tmp_dir = self._run_dir.path
+        self.tmp_dir = tmp_dir
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.polling_conditions: list[PollingCondition] = []
         self.timed_out = False
@@ -209,6 +217,8 @@ class Driver:
         finally:
             if self._own_tmp and not self.keep_machine_state:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            if self._run_dir is not None:
+                self._run_dir.close()
 
     def _write_artifact(self, what: str, write: Callable[[], None]) -> None:
         try:

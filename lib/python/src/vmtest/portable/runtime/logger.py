@@ -50,6 +50,9 @@ class TerminalLogger:
         self._print_serial = False
         self._lock = threading.Lock()
         self._color = self.stream.isatty()
+        # Set when the stream failed (a terminal that hung up: EIO): the run goes on, its
+        # messages still reach the JUnit report.
+        self.failed: OSError | None = None
 
     @property
     def stream(self) -> TextIO:
@@ -58,10 +61,15 @@ class TerminalLogger:
 
     def _write(self, text: str, color: str = "") -> None:
         with self._lock:
+            if self.failed is not None:
+                return
             if self._color and color:
                 text = f"{color}{text}{Style.RESET_ALL}"
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            try:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            except OSError as error:
+                self.failed = error
 
     def log(self, message: str, attributes: dict[str, str] | None = None) -> None:
         self._write(_prefix(attributes) + message)
@@ -103,7 +111,11 @@ class TerminalLogger:
         return self.nested(f"subtest: {name}", attributes)
 
     def close(self) -> None:
-        self.stream.flush()
+        if self.failed is None:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                self.failed = error
 
 
 class JunitLogger:

@@ -9,7 +9,6 @@ name the machine, what was waited for, the elapsed time and where the console lo
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import queue
@@ -27,11 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
+from vmtest.portable.runtime.backdoor import (
+    MARKER,
+    STATUS_REQUEST,
+    CorruptOutput,
+    command_line,
+    read_line_block,
+    read_output,
+)
 from vmtest.portable.runtime.base_machine import BaseMachine
 from vmtest.portable.runtime.logger import AbstractLogger
 from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
-from vmtest.portable.runtime.process import end_boot_priority, set_session_nice, terminate_group
+from vmtest.portable.runtime.process import end_boot_priority, run_tied, set_session_nice, spawn, terminate_group
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
@@ -250,7 +256,8 @@ class QemuMachine(MonitorMachine, X11Machine):
         # nice(1) execs the script, which execs QEMU: one process, and every thread QEMU
         # creates inherits the nice value.
         nice = f"nice -n {self.boot_nice} " if self.boot_nice else ""
-        self.process = subprocess.Popen(
+        # spawn: QEMU gets SIGKILL if vmtest dies without a teardown (SIGKILL, the OOM killer).
+        self.process = spawn(
             # exec: QEMU (which the start script execs too) is then our own child, reaped by
             # us; a forked script would leave it to PID 1, which may never reap it.
             f"exec {nice}{self.start_command} {shlex.join(arguments)}",
@@ -423,25 +430,30 @@ class QemuMachine(MonitorMachine, X11Machine):
             f"Console log: {self.console_log_path}. Last console lines:\n{self.console_tail()}"
         )
 
-    def _read_line_block(self, doing: str) -> bytes:
-        """Read from the shell until what was received ends with a newline."""
+    def _read_line_block(self, doing: str, keep: bool = True) -> bytearray:
+        """Read from the shell until what was received ends with a newline (kept only with ``keep``)."""
         assert self.shell is not None
-        block = read_line_block(self.shell)
+        block = read_line_block(self.shell, keep=keep)
         if block is None:
             raise self._died(doing)
         return block
 
-    def _decode_output(self, line: bytes, doing: str) -> bytes:
+    def _read_output(self, doing: str) -> bytearray:
+        """Read a command's base64 output line and decode it as it arrives."""
+        assert self.shell is not None
         try:
-            return base64.b64decode(line.strip(), validate=True)
-        except ValueError:
+            output = read_output(self.shell)
+        except CorruptOutput as error:
             # QEMU drops virtio-console bytes when the host reader falls behind
             # (hw/char/virtio-console.c, flush_buf); say so rather than return garbage.
             raise MachineError(
                 f"{self.name}: the command's output was corrupted in transit {doing} "
-                f"({len(line)} bytes of base64 received; the virtio console dropped data). Transfer "
-                f"large data in checksummed chunks (vmtest.logs does) or through copy_from_machine."
+                f"({error.received} bytes of base64 received: {error}; the virtio console dropped data). "
+                f"Transfer large data in checksummed chunks (vmtest.logs does) or through copy_from_machine."
             ) from None
+        if output is None:
+            raise self._died(doing)
+        return output
 
     def execute(
         self,
@@ -464,7 +476,7 @@ class QemuMachine(MonitorMachine, X11Machine):
             # The guest's single bash runs commands in turn: an earlier command sent with
             # check_output=False still owes its output line, which must not be taken for ours.
             while self._unread_outputs:
-                self._read_line_block(doing)
+                self._read_line_block(doing, keep=False)
                 self._unread_outputs -= 1
             try:
                 self.shell.sendall(line)
@@ -473,12 +485,13 @@ class QemuMachine(MonitorMachine, X11Machine):
             if not check_output:
                 self._unread_outputs += 1
                 return (-2, "")
-            output = self._decode_output(self._read_line_block(doing), doing)
+            # Decoded straight into a str, and the bytes let go: the output is held at most twice.
+            text = self._read_output(doing).decode(errors="replace")
             if not check_return:
-                return (-1, output.decode(errors="replace"))
+                return (-1, text)
             self.shell.sendall(STATUS_REQUEST)
             status = int(self._read_line_block(doing).strip())
-        return (status, output.decode(errors="replace"))
+        return (status, text)
 
     def shutdown(self) -> None:
         """Power the guest off through the shell and wait for QEMU to exit."""
@@ -614,7 +627,7 @@ class QemuMachine(MonitorMachine, X11Machine):
             raise MachineError("shell_interact needs socat on the host (apt-get install socat)")
         target = address or "READLINE,prompt=$ "
         self.log("Terminal is ready (there is no initial prompt):")
-        subprocess.run(["socat", target, f"FD:{self.shell.fileno()}"], pass_fds=[self.shell.fileno()], check=False)
+        run_tied(["socat", target, f"FD:{self.shell.fileno()}"], pass_fds=[self.shell.fileno()], check=False)
 
     def switch_root(self) -> None:
         """Go from the initrd to the real root (upstream's semantics) and reconnect.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vmtest.errors import MachineError
 from vmtest.portable.runtime.logger import AbstractLogger
-from vmtest.portable.runtime.process import terminate_group
+from vmtest.portable.runtime.process import spawn, terminate_group
 from vmtest.waiting import Deadline, poll
 
 
@@ -21,7 +21,8 @@ class VLan:
         self.logger = logger
         self.logger.info(f"start vlan {nr}")
         try:
-            self.process = subprocess.Popen(
+            # spawn: the switch gets SIGKILL if vmtest dies without a teardown.
+            self.process = spawn(
                 ["vde_switch", "--sock", str(self.socket_dir), "--dirmode", "0700", "--hub"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,
