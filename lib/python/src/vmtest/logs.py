@@ -27,11 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmtest.machine_api import Machine, run
+from vmtest.machine_api import Machine, UnsupportedOnMachine, require_method, run
 
 # Re-exported: testScripts name it logs.Redactor.
 from vmtest.redaction import REDACTED as REDACTED
 from vmtest.redaction import Redactor as Redactor
+from vmtest.timeouts import Timeout, to_seconds
 
 COMPRESS_OVER_BYTES = 10 * 1024 * 1024
 
@@ -211,15 +212,17 @@ def collect_logs(
     dest: str | None = None,
     redactor: Redactor | None = None,
     out_dir: Path | None = None,
-    timeout: float = 300,
+    timeout: Timeout = 300,
 ) -> list[CollectedLog]:
     """Collect ``sources`` (default: ``standard_sources()``) from ``machine`` into ``<out_dir>/<dest>``.
 
     ``dest`` defaults to ``logs/<machine name>``; ``out_dir`` to the driver's
-    output directory. Nothing is written before redaction. Sources that fail
-    are recorded (``error``) rather than raised, so a broken machine still
-    yields what can be had; the machine's console log is added.
+    output directory; ``timeout`` (int, float or timedelta) bounds each guest command.
+    Nothing is written before redaction. Sources that fail are recorded (``error``)
+    rather than raised, so a broken machine still yields what can be had; a VM's
+    console log is added (a container has none: that is recorded, with why).
     """
+    limit = to_seconds(timeout)
     target = (out_dir or Path(machine.out_dir)) / (dest or f"logs/{machine.name}")
     target.mkdir(parents=True, exist_ok=True)
     redactor = redactor or Redactor()
@@ -231,19 +234,22 @@ def collect_logs(
             # journalctl opening a file that journald is extending can take it for truncated and
             # skip it whole ("… is truncated, ignoring file"); have journald write everything first.
             try:
-                run(machine, "journalctl --sync 2>/dev/null || true", timeout)
+                run(machine, "journalctl --sync 2>/dev/null || true", limit)
             except Exception as failure:  # collection goes on with what can be read
                 machine.log(f"journalctl --sync failed: {failure}")
         for source in chosen:
             try:
-                data, error = _read_source(machine, source, timeout)
+                data, error = _read_source(machine, source, limit)
             except Exception as failure:  # a dead VM must not stop the collection of the rest
                 data, error = None, f"{type(failure).__name__}: {failure}"
             if data is None:
                 collected.append(CollectedLog(source, None, 0, error))
                 continue
             collected.append(_write(target / source.name, redactor.redact(data.decode(errors="replace")), source))
-        collected.extend(copy_console_log(machine, target, redactor))
+        try:
+            collected.extend(copy_console_log(machine, target, redactor))
+        except UnsupportedOnMachine as missing:
+            collected.append(CollectedLog(LogSource("serial.log", "console"), None, 0, str(missing)))
     return collected
 
 
@@ -257,8 +263,12 @@ def _write(path: Path, text: str, source: LogSource) -> CollectedLog:
 
 
 def copy_console_log(machine: Machine, target: Path, redactor: Redactor) -> list[CollectedLog]:
-    """The console log as the host has it (even when the VM is dead); nothing if the console was silent."""
-    text = machine.get_console_log()
+    """The console log as the host has it (even when the VM is dead); nothing if the console was silent.
+
+    Raises UnsupportedOnMachine, naming the machine and its kind, for a machine without a serial
+    console (an upstream ``NspawnMachine``: its journal is what the driver streams instead).
+    """
+    text = str(require_method(machine, "get_console_log", "copying the serial console log")())
     if not text:
         return []
     return [_write(target / "serial.log", redactor.redact(text), LogSource("serial.log", "console"))]

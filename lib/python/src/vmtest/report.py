@@ -30,9 +30,9 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from vmtest import report_html
 from vmtest.health import ChainResult
-from vmtest.machine_api import Machine
+from vmtest.machine_api import Machine, machine_kind
 from vmtest.redaction import Redactor
-from vmtest.timeline import Span, boot_finished_us, guest_clock
+from vmtest.timeline import Span, boot_finished_us, guest_clock, userspace_started_us
 from vmtest.units import accelerator_from_virt, detect_virt, failed_units, observe_units
 
 # How far a guest JUnit timestamp may lie outside the run (clock skew) and still place its cases.
@@ -200,27 +200,34 @@ class Report:
         self.observations[key] = _plain(value)
 
     def observe_machine(self, machine: Machine, units: Sequence[str] = ()) -> dict[str, Any]:
-        """Record what ``machine`` reports now: architecture, virtualisation, failed units, unit states.
+        """Record what ``machine`` reports now: kind (``vm`` or ``container``), architecture,
+        virtualisation, failed units, unit states.
 
         A machine that is down (``is_up()`` false) is recorded as such, not booted again.
         """
+        kind = machine_kind(machine)
         if not machine.is_up():
-            record_down: dict[str, Any] = {"up": False}
+            record_down: dict[str, Any] = {"up": False, "kind": kind}
             self.observations.setdefault("machines", {})[machine.name] = record_down
             return record_down
         virt = detect_virt(machine)
+        container = kind == "container"
         record: dict[str, Any] = {
             "up": True,
+            "kind": kind,
             "architecture": machine.succeed("uname -m").strip(),
             "virtualisation": virt or "none",
-            "accelerator": accelerator_from_virt(virt, "unknown"),
+            # A container runs on the host's kernel: there is no accelerator to speak of.
+            "accelerator": "none" if container else accelerator_from_virt(virt, "unknown"),
             "kernel": machine.succeed("uname -r").strip(),
             "failed_units": failed_units(machine),
-            "boot": self._observe_boot(machine),
+            "boot": self._observe_boot(machine, container),
         }
         # The portable runtime's machines say why the host chose their accelerator; the guest only
         # sees the outcome.
-        record["accelerator_reason"] = getattr(machine, "accelerator_reason", None) or _accelerator_reason(virt)
+        own_reason = f"a container ({virt or 'systemd-nspawn'}) on the host's kernel" if container else None
+        record["accelerator_reason"] = (getattr(machine, "accelerator_reason", None) or own_reason
+                                        or _accelerator_reason(virt))
         if units:
             record["units"] = {
                 unit.unit: {"state": unit.state, "result": unit.result} for unit in observe_units(machine, units)
@@ -228,16 +235,22 @@ class Report:
         self.observations.setdefault("machines", {})[machine.name] = record
         return record
 
-    def _observe_boot(self, machine: Machine) -> dict[str, Any]:
-        """The latest boot on the report's clock, and a ``boot`` span for it (to now while unfinished)."""
+    def _observe_boot(self, machine: Machine, container: bool = False) -> dict[str, Any]:
+        """The latest boot on the report's clock, and a ``boot`` span for it (to now while unfinished).
+
+        A VM's boot starts at its kernel's (its monotonic clock's zero); a container's, which shares
+        the host's kernel and clock, when its systemd started.
+        """
         clock = guest_clock(machine)
+        started_us = userspace_started_us(machine) if container else 0
         finished_us = boot_finished_us(machine)
+        start = clock.host_time(started_us)
         end = clock.host_time(finished_us) if finished_us else time.monotonic()
-        self.span("boot", clock.zero, end, "boot", machine.name, passed=bool(finished_us))
+        self.span("boot", start, end, "boot", machine.name, passed=bool(finished_us))
         return {
-            "started_at_s": round(clock.zero - self.started, 3),
+            "started_at_s": round(start - self.started, 3),
             "finished_at_s": round(end - self.started, 3) if finished_us else None,
-            "seconds": round(finished_us / 1e6, 3) if finished_us else None,
+            "seconds": round((finished_us - started_us) / 1e6, 3) if finished_us else None,
         }
 
     def all_cases(self) -> list[CaseResult]:

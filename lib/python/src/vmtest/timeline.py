@@ -59,8 +59,21 @@ def guest_clock(machine: Machine) -> GuestClock:
     return GuestClock((before + after) / 2 - uptime)
 
 
-def boot_finished_us(machine: Machine) -> int:
-    """When systemd finished starting up (the guest's monotonic µs); 0 while it has not."""
-    _, output = machine.execute("systemctl show --value -p FinishTimestampMonotonic 2>/dev/null")
+def _manager_timestamp_us(machine: Machine, prop: str) -> int:
+    _, output = machine.execute(f"systemctl show --value -p {prop} 2>/dev/null")
     text = output.strip()
     return int(text) if text.isdigit() else 0
+
+
+def boot_finished_us(machine: Machine) -> int:
+    """When systemd finished starting up (the guest's monotonic µs); 0 while it has not."""
+    return _manager_timestamp_us(machine, "FinishTimestampMonotonic")
+
+
+def userspace_started_us(machine: Machine) -> int:
+    """When the guest's systemd (PID 1) started, on its monotonic clock (µs); 0 if it does not say.
+
+    A container shares the host's kernel and so its monotonic clock: its boot begins here,
+    not at the clock's zero (the host's own boot).
+    """
+    return _manager_timestamp_us(machine, "UserspaceTimestampMonotonic")

@@ -151,14 +151,18 @@ def poll(check: Callable[[bool], object], deadline: Deadline, *, interval: float
     return bool(last_try and check(True))
 
 
-def retry(fn: Callable[[bool], object], timeout: Timeout = 900, *, timeout_seconds: Timeout | None = None) -> None:
+def retry(fn: Callable[[bool], object], timeout: Timeout | None = 900, timeout_seconds: Timeout | None = None) -> None:
     """Call ``fn(last_try)`` every second until it is truthy or ``timeout`` passes (upstream's semantics).
 
     After the deadline ``fn(True)`` runs once more; if that is falsy too, raises
     WaitTimedOut (a RequestedAssertionFailed) with the elapsed time and the timeout.
-    ``timeout_seconds`` is the pre-2026 keyword, still accepted.
+    Takes every revision's call: ``retry(fn, t)``, ``timeout=`` (nixos-25.11, and
+    nixos-unstable's preferred keyword) and ``timeout_seconds=`` (nixos-26.05; deprecated
+    in nixos-unstable, which puts it first); int, float or timedelta. Neither given (both None):
+    900 seconds, upstream's 15 minutes.
     """
-    deadline = Deadline.of(timeout_seconds if timeout_seconds is not None else timeout)
+    given = timeout_seconds if timeout_seconds is not None else timeout
+    deadline = Deadline.of(900 if given is None else given)
     if not poll(fn, deadline):
         raise WaitTimedOut(deadline.elapsed(), deadline.limit)
 

@@ -1,13 +1,15 @@
-"""README's table of upstream's Machine API: each name, how vmtest has it, and which VM tests call it.
+"""docs/reference.md's table of upstream's Machine API: each name, how vmtest has it, and which VM tests call it.
 
-    python -m tests.repo.api_table --write    (from lib/python: rewrites the table in README.md)
+    python -m tests.repo.api_table --write    (from lib/python: rewrites the table in docs/reference.md)
 
 The rows are the pinned list's (tests/unit/data/upstream_api.json): every upstream method
-and attribute (``machine.<name>``) and testScript name. Its ``not_provided`` and
-``differences`` entries say how and why a row differs; no other text goes into the table.
+and attribute (``machine.<name>``) and testScript name of every pinned nixpkgs revision
+(nixos-25.11, nixos-26.05, nixos-unstable); a name not in all of them says in which. Its
+``not_provided`` and ``differences`` entries say how and why a row differs; no other text
+goes into the table.
 The last column is read from tests/integration/*.py: pytest code calling a machine
 (``machine.wait_for_unit(…)``) and testScripts, the Python strings those tests run in the
-driver's namespace (``start_all()``). tests/repo/test_api_table.py fails when README's
+driver's namespace (``start_all()``). tests/repo/test_api_table.py fails when docs/reference.md's
 copy is stale or the data names something upstream does not have.
 """
 
@@ -23,12 +25,12 @@ from typing import Any
 
 from vmtest.portable.runtime.namespace import DRIVER_NAMES, undefined_names
 
-from ..unit.api_surface import pinned
+from ..unit.api_surface import pinned, revisions
 from . import readme_tables
 from .repo_checks import REPO
 
 INTEGRATION = REPO / "lib" / "python" / "tests" / "integration"
-README = REPO / "README.md"
+REFERENCE = REPO / "docs" / "reference.md"
 START = "<!-- api-table: made by tests/repo/api_table.py from tests/unit/data/upstream_api.json; do not edit -->"
 END = "<!-- end of api-table -->"
 COMMAND = "python -m tests.repo.api_table --write"
@@ -43,7 +45,7 @@ _API_LIKE = re.compile(r"(machine\.)?([A-Za-z_]\w*)(.?)")
 @dataclass(frozen=True)
 class Row:
     name: str  # machine.<name> for methods and attributes, the bare name for testScript names
-    generations: tuple[str, ...]
+    generations: tuple[str, ...]  # the revisions that have the name, oldest first
     status: str
     how: str
     why: str
@@ -51,20 +53,43 @@ class Row:
 
 
 def upstream_names(surface: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """Every row's name with the upstream generations that have it, in the pinned list's order."""
+    """Every row's name with the upstream revisions that have it (oldest first), in the pinned list's order."""
+    order = revisions(surface)
     found: dict[str, set[str]] = {}
-    for method, generations in surface["methods"].items():
-        found.setdefault(f"machine.{method}", set()).update(generations)
+    for method, by_revision in surface["methods"].items():
+        found.setdefault(f"machine.{method}", set()).update(by_revision)
     for kind, prefix in (("attributes", "machine."), ("test_symbols", "")):
-        for generation, names in sorted(surface[kind].items()):
-            for name in names:
-                found.setdefault(f"{prefix}{name}", set()).add(generation)
-    return {name: tuple(sorted(generations)) for name, generations in found.items()}
+        for revision in order:
+            for name in surface[kind][revision]:
+                found.setdefault(f"{prefix}{name}", set()).add(revision)
+    return {name: tuple(r for r in order if r in present) for name, present in found.items()}
+
+
+def revisions_label(present: tuple[str, ...], every: tuple[str, ...]) -> str:
+    """How a row says which revisions have its name: nothing for all, else ``(nixos-25.11 only)``,
+    ``(since nixos-26.05)``, ``(until nixos-26.05)`` or the list."""
+    if present == every:
+        return ""
+    if len(present) == 1:
+        return f" ({present[0]} only)"
+    if present == every[-len(present):]:
+        return f" (since {present[0]})"
+    if present == every[:len(present)]:
+        return f" (until {present[-1]})"
+    return f" ({', '.join(present)})"
+
+
+def row_name(surface: dict[str, Any], name: str) -> str:
+    """A ``not_provided`` key as its row names it: ``machine.<name>`` for a method or attribute, bare for
+    a testScript name."""
+    machine_names = set(surface["methods"]).union(*surface["attributes"].values())
+    symbols = set().union(*surface["test_symbols"].values())
+    return name if name in symbols and name not in machine_names else f"machine.{name}"
 
 
 def explanations(surface: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     """Status, how and why for every name the data says differs or is absent."""
-    found = {f"machine.{method}": (NOT_PROVIDED, "absent", why) for method, why in surface["not_provided"].items()}
+    found = {row_name(surface, name): (NOT_PROVIDED, "absent", why) for name, why in surface["not_provided"].items()}
     for entry in surface["differences"]:
         found.update({name: (DIFFERS, entry["how"], entry["why"]) for name in entry["names"]})
     return found
@@ -98,11 +123,11 @@ def data_problems(surface: dict[str, Any]) -> list[str]:
              "snake": methods | attributes | symbols | parameters}
     problems: list[str] = []
     texts: list[tuple[str, str]] = []
-    said = [f"machine.{method}" for method in surface["not_provided"]]
-    for method, why in surface["not_provided"].items():
+    said = [row_name(surface, name) for name in surface["not_provided"]]
+    for name, why in surface["not_provided"].items():
         if not why.strip():
-            problems.append(f"not_provided: machine.{method} says no why")
-        texts.append((f"not_provided machine.{method}", why))
+            problems.append(f"not_provided: {row_name(surface, name)} says no why")
+        texts.append((f"not_provided {row_name(surface, name)}", why))
     for entry in surface["differences"]:
         names = ", ".join(entry["names"])
         said += entry["names"]
@@ -242,11 +267,11 @@ def rows(surface: dict[str, Any], directory: Path = INTEGRATION) -> list[Row]:
 
 
 def table(found: list[Row], every_generation: tuple[str, ...]) -> str:
-    """The Markdown table, between its markers; a name not in ``every_generation`` says which it is in."""
+    """The Markdown table, between its markers; a name not in every revision says which it is in."""
     lines = [START, "| upstream name | in vmtest | how it differs | why | called by (tests/integration) |",
              "|---|---|---|---|---|"]
     for row in found:
-        only = "" if row.generations == every_generation else f" ({', '.join(row.generations)} only)"
+        only = revisions_label(row.generations, every_generation)
         called = ", ".join(f"`{name}`" for name in row.called_by) or "—"
         lines.append(f"| `{row.name}`{only} | {row.status} | {row.how} | {row.why} | {called} |")
     return "\n".join([*lines, END])
@@ -255,10 +280,10 @@ def table(found: list[Row], every_generation: tuple[str, ...]) -> str:
 def generated(surface: dict[str, Any] | None = None, directory: Path = INTEGRATION) -> str:
     """The table the pinned list and the integration tests make now."""
     surface = pinned() if surface is None else surface
-    return table(rows(surface, directory), tuple(sorted(surface["sources"])))
+    return table(rows(surface, directory), tuple(revisions(surface)))
 
 
-def readme_problems(readme: Path = README, wanted: str | None = None) -> list[str]:
+def readme_problems(readme: Path = REFERENCE, wanted: str | None = None) -> list[str]:
     """Why ``readme``'s table is not the one the data makes now (empty: it is)."""
     current = readme_tables.between(readme.read_text(), START, END)
     if not current:
@@ -269,4 +294,4 @@ def readme_problems(readme: Path = README, wanted: str | None = None) -> list[st
 
 
 if __name__ == "__main__":
-    sys.exit(readme_tables.main(sys.argv[1:], README, START, END, generated(), "api_table"))
+    sys.exit(readme_tables.main(sys.argv[1:], REFERENCE, START, END, generated(), "api_table"))

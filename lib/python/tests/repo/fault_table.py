@@ -1,8 +1,8 @@
-"""README's fault table, made from the tests' ``@pytest.mark.fault(fault=…, handling=…)`` marks.
+"""docs/reference.md's fault table, made from the tests' ``@pytest.mark.fault(fault=…, handling=…)`` marks.
 
-    python -m tests.repo.fault_table --write    (from lib/python: rewrites the table in README.md)
+    python -m tests.repo.fault_table --write    (from lib/python: rewrites the table in docs/reference.md)
 
-The table sits between two markers in README.md; tests/repo/test_fault_table.py fails when
+The table sits between two markers in docs/reference.md; tests/repo/test_fault_table.py fails when
 it differs from what the marks say, so a fault's row and its test cannot drift apart.
 """
 
@@ -17,7 +17,7 @@ from . import readme_tables
 from .repo_checks import REPO
 
 TESTS = REPO / "lib" / "python" / "tests"
-README = REPO / "README.md"
+REFERENCE = REPO / "docs" / "reference.md"
 START = "<!-- fault-table: made by tests/repo/fault_table.py from the fault marks; do not edit -->"
 END = "<!-- end of fault-table -->"
 
@@ -63,4 +63,4 @@ def readme_table(text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(readme_tables.main(sys.argv[1:], README, START, END, table(rows()), "fault_table"))
+    sys.exit(readme_tables.main(sys.argv[1:], REFERENCE, START, END, table(rows()), "fault_table"))

@@ -1,4 +1,4 @@
-"""README's API table is the one the pinned list makes, the list's explanations name only upstream's API,
+"""docs/reference.md's API table is the one the pinned list makes, the list's explanations name only upstream's API,
 and the scan of the integration tests finds the calls (and only those) it should.
 """
 
@@ -35,13 +35,27 @@ def test_the_explanations_name_only_upstream_api() -> None:
     assert api_table.data_problems(SURFACE) == []
 
 
+def test_a_name_not_in_every_revision_says_in_which() -> None:
+    every = ("nixos-25.11", "nixos-26.05", "nixos-unstable")
+    assert api_table.revisions_label(every, every) == ""
+    assert api_table.revisions_label(("nixos-25.11",), every) == " (nixos-25.11 only)"
+    assert api_table.revisions_label(("nixos-26.05", "nixos-unstable"), every) == " (since nixos-26.05)"
+    assert api_table.revisions_label(("nixos-25.11", "nixos-26.05"), every) == " (until nixos-26.05)"
+    assert api_table.revisions_label(("nixos-25.11", "nixos-unstable"), every) == " (nixos-25.11, nixos-unstable)"
+    labels = {row.name: api_table.revisions_label(row.generations, every) for row in api_table.rows(SURFACE)}
+    assert labels["machine.copy_from_machine"] == " (since nixos-26.05)"
+    assert labels["machine.wait_for_job"] == " (nixos-25.11 only)"
+    assert labels["machine.dump_efi_vars"] == " (nixos-unstable only)"
+    assert labels["machine.execute"] == ""
+
+
 # -- negative controls ---------------------------------------------------------------------------
 
 def test_a_stale_readme_is_detected(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
-    current = readme_tables.between(api_table.README.read_text(), api_table.START, api_table.END)
+    current = readme_tables.between(api_table.REFERENCE.read_text(), api_table.START, api_table.END)
     grown = copy.deepcopy(SURFACE)
-    grown["methods"]["wait_for_everything"] = {"2026": []}
+    grown["methods"]["wait_for_everything"] = {"nixos-unstable": []}
     readme.write_text(f"# vmtest\n\n{current}\n")  # the table README has now, against a list that grew
     assert api_table.readme_problems(readme, api_table.generated(grown)) == [
         f"{readme}: the API table is stale: run `python -m tests.repo.api_table --write` in lib/python"]

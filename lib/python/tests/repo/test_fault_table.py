@@ -1,4 +1,4 @@
-"""README's fault table matches the tests' fault marks, and a missing or changed mark is noticed."""
+"""docs/reference.md's fault table matches the tests' fault marks, and a missing or changed mark is noticed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ def test_readme_has_the_table_the_marks_make() -> None:
     found = fault_table.rows()
     assert len(found) >= 15, "the fault suite and the faults that already worked"
     assert len({row.test for row in found}) == len(found)
-    assert fault_table.readme_table(fault_table.README.read_text()) == fault_table.table(found), (
-        "README's fault table is stale: run `python -m tests.repo.fault_table --write` in lib/python")
+    assert fault_table.readme_table(fault_table.REFERENCE.read_text()) == fault_table.table(found), (
+        "docs/reference.md's fault table is stale: run `python -m tests.repo.fault_table --write` in lib/python")
 
 
 def test_a_changed_or_removed_mark_changes_the_table(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The testScripts type-check the way the NixOS driver checks them before a run.
+"""The testScripts type-check against the portable runtime's classes, which have the upstream API.
 
 The driver prepends declarations of its namespace (nixos/lib/test-script-prepend.py: start_all,
-subtest, driver, … and one `name: Machine` per node) and runs mypy on the result; a type
-error fails the build. Here the same prelude declares the portable runtime's classes, which
-have the upstream API, so a script that misuses vmtest's helpers fails here first.
+subtest, driver, … and one line per node) and type-checks the result; a type error fails the
+build. Here the same kind of prelude declares the portable runtime's classes, so a script that
+misuses vmtest's helpers fails here first. Each nixpkgs revision's own check, with its own
+prelude and its driver's classes, is reproduced in tests/repo/test_driver_typecheck.py.
 """
 
 from __future__ import annotations
