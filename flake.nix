@@ -13,9 +13,16 @@
     { self, nixpkgs, home-manager }:
     let
       inherit (nixpkgs) lib;
-      systems = [ "x86_64-linux" "aarch64-linux" ];
+      # Where the test driver and QEMU run. A Mac runs the VMs as Linux guests of its own CPU,
+      # built by a Linux builder (docs/nix-library.md, "On a Mac"); the Linux-only outputs (the
+      # devShell, the e2e suite, vmtest's unit tests as a check) stay on Linux.
+      linuxSystems = [ "x86_64-linux" "aarch64-linux" ];
+      darwinSystems = [ "aarch64-darwin" "x86_64-darwin" ];
+      systems = linuxSystems ++ darwinSystems;
       pkgsFor = system: import nixpkgs { inherit system; overlays = [ self.overlays.default ]; };
-      forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
+      forSystems = list: f: lib.genAttrs list (system: f (pkgsFor system));
+      forAllSystems = forSystems systems;
+      isLinux = pkgs: pkgs.stdenv.hostPlatform.isLinux;
       # The validated VM (seed 002) as a system of its own: `nixos-rebuild build-vm --flake .#nixos-vm-aarch64`.
       nixosVm =
         system:
@@ -36,6 +43,53 @@
         };
     in
     {
+      # vmtest's Nix library for other flakes (docs/nix-library.md): lib.<system>.vmValidation,
+      # .webStackE2e, .withArtifacts, .wrapTest; lib.forPkgs PKGS gives the same over a package set
+      # of your own. <system> is the host running the driver (a Mac tests Linux guests).
+      lib = lib.genAttrs systems (system: import ./lib/nix { pkgs = pkgsFor system; }) // {
+        forPkgs = pkgs: import ./lib/nix { inherit pkgs; };
+      };
+
+      # The NixOS roles behind the library, each with its options (lib.mkOption) documented:
+      # the validation suites' fixtures inside your VM, and the e2e suite's server and client.
+      nixosModules = {
+        validation-fixtures = ./lib/nix/modules/validation-fixtures.nix;
+        e2e-server = ./lib/nix/modules/e2e-server.nix;
+        e2e-client = ./lib/nix/modules/e2e-client.nix;
+      };
+
+      # `nix flake init -t <vmtest>#vm-validation` / `#e2e`: the smallest consumer flakes.
+      templates = {
+        vm-validation = {
+          path = ./templates/vm-validation;
+          description = "Validate your own NixOS VM (boot, services, integration) with vmtest";
+          welcomeText = ''
+            # Your NixOS VM, validated by vmtest
+
+            - `vm.nix` is your VM: the user, its tools and dotfiles. `flake.nix` says what the
+              suites expect of it (`expect`); keep the two in step.
+            - `nix flake check -L` runs the three suites (`checks.<system>.vm-{boot,service,integration}`);
+              `nix build .#checks.<system>.vm-boot.artifacts` keeps a run's report, logs and JUnit
+              whether it passed or not.
+            - On a Mac the VMs are Linux guests built by a Linux builder: see vmtest's
+              docs/nix-library.md, "On a Mac".
+          '';
+        };
+        e2e = {
+          path = ./templates/e2e;
+          description = "Run your web app's e2e browser suite on a server and a client VM with vmtest";
+          welcomeText = ''
+            # Your web app's e2e suite, under vmtest
+
+            - `app.nix` builds your app: `bin/<app> server`, `bin/<app>-migrate DIR`, a `/health`
+              answering {"status": "ok", "database": "ok"}.
+            - `browser-suite.nix` wraps your Playwright tests (`e2e/`) as
+              `bin/e2e-run-browser-tests OUTDIR`.
+            - `nix build .#checks.x86_64-linux.e2e -L` runs it; `.artifacts` holds report.html.
+          '';
+        };
+      };
+
       # `alicia` is the reference backend; a consumer puts its own overlay after this one
       # (final: prev: { alicia = real-alicia; }) to run the same suite against the real package.
       overlays.default =
@@ -53,28 +107,34 @@
         pkgs:
         {
           vmtest = pkgs.python3Packages.vmtest;
-          inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests;
           default = pkgs.python3Packages.vmtest;
         }
+        // lib.optionalAttrs (isLinux pkgs) { inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests; }
         // lib.mapAttrs' (name: check: lib.nameValuePair "${name}-artifacts" check.artifacts) (
           lib.filterAttrs (name: check: check ? artifacts) self.checks.${pkgs.stdenv.hostPlatform.system}
         )
       );
 
+      # This repository's own checks go through the library, as a consumer's would.
       checks = forAllSystems (
         pkgs:
-        {
-          # vmtest's unit tests (tests/unit) run in its check phase.
+        let
+          system = pkgs.stdenv.hostPlatform.system;
+        in
+        lib.optionalAttrs (isLinux pkgs) {
+          # vmtest's unit tests (tests/unit) run in its check phase (on Linux: they test the
+          # portable runtime, which is Linux's).
           vmtest = pkgs.python3Packages.vmtest;
         }
-        # The validation suites (tests/vm), on both systems: vm-boot, vm-service, vm-integration.
+        # The validation suites (tests/vm) on machines/nixos-vm.nix, on every host (a Mac runs the
+        # Linux guest of its CPU): vm-boot, vm-service, vm-integration.
         // import ./tests/vm {
-          inherit pkgs;
-          vmtest = ps: ps.vmtest;
+          vmtestLib = self.lib.${system};
           homeManagerModule = home-manager.nixosModules.home-manager;
         }
-        // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
-          e2e = import ./e2e-test/nix { inherit pkgs; vmtest = ps: ps.vmtest; };
+        # The Alicia e2e suite (e2e-test/nix): Playwright's Chromium is x86_64-linux's.
+        // lib.optionalAttrs (system == "x86_64-linux") {
+          e2e = import ./e2e-test/nix { inherit pkgs; vmtestLib = self.lib.${system}; };
         }
       );
 
@@ -104,7 +164,7 @@
         // lib.optionalAttrs (system == "x86_64-linux") { e2e-interactive = interactive "e2e"; }
       );
 
-      devShells = forAllSystems (pkgs: {
+      devShells = forSystems linuxSystems (pkgs: {
         default = pkgs.mkShell {
           packages = [
             # pyproject.toml's `dev` extra (tests/repo checks that the two agree).

@@ -3,6 +3,7 @@
 #   make e2e                                 (vmtest's portable runtime on Debian VMs)
 # Both machine flavours declare the same guest interface: the units below, /etc/alicia/env,
 # /etc/alicia/migrations, and the client's e2e-browser-tests unit (tests/repo checks this).
+# Under Nix the server and client are vmtest's web-stack roles (lib/nix/modules/e2e-*.nix).
 # Artifacts land in the driver's output directory ($out under Nix) with seed 000's layout:
 #   logs/ (server), logs/client/, screenshots/browser/, screenshots/desktop/, junit.xml, summary.json,
 #   report.html
@@ -12,19 +13,38 @@ from vmtest import guest_results, health, logs, migrations
 from vmtest.checkpoint import checkpoint
 from vmtest.machine_api import copy_from_machine
 from vmtest.report import Report
+from vmtest.suites.web_stack import WebStack, web_stack_from
 
 out = Path(driver.out_dir)  # the driver's namespace
-CHAIN = ["postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"]
-MOCKS = {"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880}  # unit: port
-HEALTHY = {"status": "ok", "database": "ok"}
+# The Alicia stack, as both twins declare it. Another app's flake runs this same script through
+# vmtest's lib.<system>.webStackE2e, which declares its units and prepends VMTEST_E2E with their
+# names (vmtest.suites.web_stack); without it (make e2e, this flake's own check) it is Alicia's.
+ALICIA = WebStack(
+    name="alicia-e2e",
+    app_unit="alicia.service",
+    migrate_unit="alicia-migrate.service",
+    chain=("postgresql.service", "alicia-migrate.service", "alicia.service", "nginx.service"),
+    port=8888,
+    health_path="/health",
+    healthy={"status": "ok", "database": "ok"},
+    proxied_headers={"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"},
+    database="alicia",
+    migrations_dir="/etc/alicia/migrations",
+    required_extensions=("vector", "pgcrypto"),
+    env_file="/etc/alicia/env",
+    helpers={"alicia-llm-mock.service": 9090, "alicia-livekit.service": 7880},  # unit: port
+    # the seed's test secrets, declared up front so they are redacted even if the server dies early
+    secrets=("test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4="),
+    browser_log="pytest.log",
+)
+STACK = web_stack_from(globals(), ALICIA)
+CHAIN = list(STACK.chain)
+MOCKS = dict(STACK.helpers)
 # The run's own redactor on the portable runtime (every artifact and message goes through it);
 # a fresh one under the NixOS driver, for what the helpers write.
 redactor = logs.Redactor.for_driver(driver)
-redactor.add(
-    # the seed's test secrets, declared up front so they are redacted even if the server dies early
-    "test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=",
-)
-report = Report(out, name="alicia-e2e", redactor=redactor)
+redactor.add(*STACK.secrets)
+report = Report(out, name=STACK.name, redactor=redactor)
 
 
 def alicia_server_sources(unit: str = "alicia.service") -> list[logs.LogSource]:
@@ -49,7 +69,7 @@ def collect_artifacts() -> None:
     desktop = out / "screenshots" / "desktop"
     desktop.mkdir(parents=True, exist_ok=True)
     for machine, sources, dest in (
-        (server, alicia_server_sources(), "logs"),
+        (server, alicia_server_sources(STACK.app_unit), "logs"),
         (client, logs.standard_sources(), "logs/client"),
     ):
         logs.collect_logs(machine, sources, dest=dest, redactor=redactor)
@@ -78,25 +98,25 @@ try:
             if not resumed:  # a resumed chain came up in the run that saved it
                 report.span_chain(server, chain)  # report.html's timeline: each link from start to ready
                 report.observe("stack_healthy_after_s", round(chain.elapsed, 2))  # from the server's start
-            redactor.add_env_file(server, "/etc/alicia/env")
+            redactor.add_env_file(server, STACK.env_file)
         client.wait_for_unit("multi-user.target")
     report.observe("resumed_from_checkpoint", resumed)
 
     with report.step("backend health, from the server", subtest):
-        backend = health.wait_for_http(server, "http://127.0.0.1:8888/health", json_subset=HEALTHY)
+        backend = health.wait_for_http(server, STACK.backend_health_url, json_subset=dict(STACK.healthy))
         report.observe("health_backend", {"status": backend.status, "body": backend.json()})
 
     # The migrate unit is re-run alone; the backend keeps serving.
     with report.step("migrations applied, reversible and idempotent", subtest):
         report.observe("migrations", migrations.check_migrations(
-            server, database="alicia", directory="/etc/alicia/migrations",
-            required_extensions=("vector", "pgcrypto"), migrate_unit="alicia-migrate.service",
+            server, database=STACK.database, directory=STACK.migrations_dir,
+            required_extensions=STACK.required_extensions, migrate_unit=STACK.migrate_unit,
         ))
 
     with report.step("health through nginx, from the client", subtest):
         proxied = health.wait_for_http(
-            client, "http://server/health", json_subset=HEALTHY,
-            headers={"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"},
+            client, STACK.proxied_health_url, json_subset=dict(STACK.healthy),
+            headers=dict(STACK.proxied_headers),
         )
         report.observe("health_proxied", {"status": proxied.status, "body": proxied.json()})
 
@@ -106,7 +126,7 @@ try:
             server.wait_for_open_port(port)  # they start after the stack, and import for seconds
         # The e2e-browser-tests unit, declared by both twins with what it needs on PATH, started
         # detached: each test's result (results.jsonl) reaches the host's log as the test ends,
-        # while the host waits for exit-status, written once pytest.log is complete.
+        # while the host waits for exit-status, written once the runner's log is complete.
         # Its output also goes to the journal, which the test VMs forward to the serial console.
         unit = "e2e-browser-tests.service"
         client.succeed(f"rm -rf /tmp/e2e && systemctl start --no-block {unit}")
@@ -127,7 +147,11 @@ try:
         client.succeed("mkdir -p /tmp/e2e/screenshots/browser /tmp/e2e/test-results")
         copy_from_machine(client, "/tmp/e2e/screenshots/browser", "screenshots")
         copy_from_machine(client, "/tmp/e2e/test-results", "")
-        copy_from_machine(client, "/tmp/e2e/pytest.log", "logs/client")
+        # The runner's log (docs/browser-runner.md): STACK.browser_log, or the OUTDIR/*.log the runner
+        # wrote instead (playwright.log: the @playwright/test runner, e2e-test/machines-ts.toml).
+        written = client.succeed("find /tmp/e2e -maxdepth 1 -type f -printf '%f\\n'").split("\n")
+        for runner_log in sorted(name for name in written if name == STACK.browser_log or name.endswith(".log")):
+            copy_from_machine(client, f"/tmp/e2e/{runner_log}", "logs/client")
         browser_cases = report.add_junit_file(out / "junit-browser.xml", "browser")
         report.observe("browser_tests", {"exit_status": status, "cases": len(browser_cases),
                                          "failed": [case.name for case in browser_cases if not case.passed]})

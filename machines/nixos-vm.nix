@@ -1,6 +1,9 @@
 # The VM the validation suites prove (seed 002), for nixosConfigurations.nixos-vm-{aarch64,x86_64}
-# and as the `vm` node of tests/vm/*-test.nix. Its Debian twin for the portable runtime is
-# machines/debian-vm.toml: same user and groups, OpenSSH with key login, Docker, dev tools,
+# and, through vmtest's own lib.<system>.vmValidation (tests/vm/default.nix), as the `vm` node of
+# the checks vm-boot, vm-service and vm-integration; the test fixtures (the Docker check's image,
+# the test key for the peer) come from nixosModules.validation-fixtures there, not from here.
+# Its Debian twin for the portable runtime is machines/debian-vm.toml: same user and groups,
+# OpenSSH with key login, Docker, dev tools,
 # and the same dotfiles (machines/dotfiles), linked here by Home Manager.
 # Needs home-manager's NixOS module (the flake adds home-manager.nixosModules.home-manager).
 #
@@ -14,12 +17,6 @@
 { config, lib, pkgs, ... }:
 let
   cfg = config.vmtest.vm;
-  # A registry-free image for the Docker check: a static busybox and nothing else.
-  tinyRootfs = pkgs.runCommand "vmtest-tiny-rootfs.tar" { } ''
-    mkdir rootfs
-    cp ${pkgs.pkgsStatic.busybox}/bin/busybox rootfs/busybox
-    tar -C rootfs -cf $out .
-  '';
 in
 {
   options.vmtest.vm = {
@@ -56,7 +53,6 @@ in
     virtualisation.docker.enable = true;
 
     environment.systemPackages = with pkgs; [ git vim gnumake gcc curl ];
-    environment.etc."vmtest/tiny-rootfs.tar".source = tinyRootfs;
 
     home-manager = {
       useGlobalPkgs = true;

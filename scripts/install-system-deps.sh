@@ -36,11 +36,18 @@ packages=(
   python3-venv       # the virtualenv `make` creates in .venv
   chromium           # opens report.html in tests/repo/test_report_page.py (Playwright, executable_path)
   ca-certificates    # pip's HTTPS to PyPI
+  nodejs             # runs the @playwright/test runner and reporter in tests/repo/test_browser_runner_ts.py (>= 20: trixie's)
+  npm                # npm ci of e2e-test/client-ts's lock in that test (Node.js from elsewhere may bundle it)
 )
+# A command already on PATH from elsewhere satisfies its package: NodeSource's nodejs, for one,
+# bundles npm and conflicts with Debian's npm package.
+declare -A provided_by_command=([nodejs]=node [npm]=npm)
 skip=" ${VMTEST_DEPS_WITHOUT:-} "
 missing=()
 for package in "${packages[@]}"; do
   [[ "$skip" == *" $package "* ]] && continue
+  command=${provided_by_command[$package]:-}
+  [ -n "$command" ] && command -v "$command" >/dev/null && continue
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if ((${#missing[@]})); then

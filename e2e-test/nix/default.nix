@@ -1,19 +1,55 @@
-# The e2e check: server + client VMs, the shared testScript, vmtest in the driver's Python.
-# `pkgs` must carry the flake's overlay (alicia, alicia-mocks, alicia-e2e-client-tests).
+# The Alicia e2e check: vmtest's web-stack e2e suite (lib/nix/web-stack-e2e.nix) for the Alicia
+# package, exactly as another app's flake calls it. `pkgs` must carry the flake's overlay
+# (alicia, alicia-mocks, alicia-e2e-client-tests); `vmtestLib` is the flake's lib.<system>.
 # The result is the verdict (it fails when the suite failed); `.artifacts` always builds and
 # holds the run's logs, JUnit, screenshots and summary (lib/nix/test-with-artifacts.nix).
-{ pkgs, vmtest }:
-import ../../lib/nix/test-with-artifacts.nix {
-  inherit pkgs vmtest;
-  test = pkgs.testers.runNixOSTest {
-    name = "alicia-e2e";
-    nodes = {
-      server = ./server.nix;
-      client = ./client.nix;
-    };
-    # Through extraPythonPackages the testScript imports vmtest (health, logs, migrations, report).
-    extraPythonPackages = ps: [ (vmtest ps) ];
-    globalTimeout = 3600;
-    testScript = builtins.readFile ../test_script.py;
+# The testScript is e2e-test/test_script.py, whose own defaults are this very stack (what the
+# portable runtime runs); tests/repo/test_nix_library.py checks the two agree.
+{ pkgs, vmtestLib }:
+let
+  alicia = pkgs.alicia;
+  mockUrl = "http://127.0.0.1:9090/v1";
+in
+vmtestLib.webStackE2e {
+  name = "alicia-e2e";
+  app = "alicia";
+  package = alicia;
+  browserSuite = pkgs.alicia-e2e-client-tests;
+  # Seed 000's configuration, hermetic: the LLM/ASR/TTS/embeddings endpoints and LiveKit are
+  # local mocks (./server.nix) instead of internet hosts.
+  environment = {
+    ALICIA_SERVER_HOST = "127.0.0.1";
+    ALICIA_SERVER_PORT = "8888";
+    ALICIA_LLM_URL = mockUrl;
+    ALICIA_LLM_MODEL = "qwen3-8b";
+    ALICIA_LLM_MAX_TOKENS = "32368";
+    ALICIA_LLM_TEMPERATURE = "0.1";
+    ALICIA_ASR_URL = mockUrl;
+    ALICIA_ASR_MODEL = "whisper";
+    ALICIA_TTS_URL = mockUrl;
+    ALICIA_TTS_MODEL = "kokoro";
+    ALICIA_TTS_VOICE = "af_heart";
+    ALICIA_EMBEDDING_URL = mockUrl;
+    ALICIA_EMBEDDING_MODEL = "e5-large";
+    ALICIA_LIVEKIT_URL = "ws://server:7880";
+    ALICIA_STATIC_DIR = "${alicia}/share/alicia/frontend";
   };
+  secrets = {
+    ALICIA_LLM_API_KEY = "test-api-key";
+    ALICIA_LIVEKIT_API_KEY = "APIkey1234";
+    ALICIA_LIVEKIT_API_SECRET = "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=";
+  };
+  port = 8888;
+  databaseUrlVariable = "ALICIA_POSTGRES_URL";
+  databaseExtensions = [ "pgcrypto" "vector" ];
+  postgresqlPackage = pkgs.postgresql_17.withPackages (p: [ p.pgvector ]);
+  staticRoot = "${alicia}/share/alicia/frontend";
+  proxyLocations = [ "/api/" ];
+  helperServices = {
+    "alicia-llm-mock.service" = 9090;
+    "alicia-livekit.service" = 7880;
+  };
+  browserLog = "pytest.log";
+  serverModules = [ ./server.nix ];
+  clientModules = [ ./client.nix ];
 }

@@ -15,6 +15,7 @@
 # VM closures, so store paths' hashes in the run's files are replaced by e's, as nixpkgs'
 # remove-references-to does.
 # `test` is what pkgs.testers.runNixOSTest returns; `vmtest` maps a Python set to vmtest.
+# Consumers reach this through lib/nix/default.nix (`lib.<system>.withArtifacts`, `wrapTest`).
 { pkgs, test, vmtest }:
 let
   inherit (pkgs) lib;
@@ -22,7 +23,10 @@ let
   artifacts =
     pkgs.runCommand "${name}-artifacts"
       {
-        requiredSystemFeatures = [ "nixos-test" ] ++ lib.optional pkgs.stdenv.hostPlatform.isLinux "kvm";
+        # As nixos/lib/testing/run.nix: KVM on Linux, Apple's Virtualization on a Mac.
+        requiredSystemFeatures = [ "nixos-test" ]
+          ++ lib.optional pkgs.stdenv.hostPlatform.isLinux "kvm"
+          ++ lib.optional pkgs.stdenv.hostPlatform.isDarwin "apple-virt";
         allowSubstitutes = false;
         allowedReferences = [ ];
         meta.description = "The ${name} test's logs, JUnit and summary, whether it passed or not";
@@ -41,10 +45,12 @@ let
 in
 pkgs.runCommand name
   {
+    # The test's driver, its interactive driver (`nix run .#<check>.driverInteractive`), its
+    # configuration and nodes (runNixOSTest's passthru: `<check>.nodes.vm.config…` to inspect a VM).
     passthru = {
       inherit artifacts;
-      inherit (test) driver driverInteractive;
-    };
+      inherit (test) driver driverInteractive config;
+    } // lib.optionalAttrs (test ? nodes) { inherit (test) nodes; };
   }
   ''
     if ! ${python}/bin/python3 -m vmtest.portable.cli verdict ${artifacts}; then

@@ -1,17 +1,30 @@
-# The validation suites as NixOS tests (seed 002): vm-boot, vm-service, vm-integration.
-# Each runs tests/vm/<suite>.py, the very testScript the portable runtime runs
-# (make test-vm-x86_64 / make test-vm-aarch64), on machines/nixos-vm.nix.
-# Each is a verdict that fails when its suite failed; `.artifacts` always builds and holds the
-# run's logs and JUnit (lib/nix/test-with-artifacts.nix).
-{ pkgs, vmtest, homeManagerModule }:
-let
-  withArtifacts = file: import ../../lib/nix/test-with-artifacts.nix {
-    inherit pkgs vmtest;
-    test = import file { inherit pkgs vmtest homeManagerModule; };
+# This repository's VM through vmtest's own library (lib/nix/vm-validation.nix), exactly as
+# another flake validates its VM: vm-boot, vm-service, vm-integration, each running
+# tests/vm/<suite>.py (the testScripts the portable runtime runs: make test-vm-x86_64 /
+# make test-vm-aarch64) on machines/nixos-vm.nix. Each is a verdict that fails when its suite
+# failed; `.artifacts` always builds and holds the run's logs and JUnit.
+# `vmtestLib` is the flake's lib.<system> (the system whose host runs the driver: on a Mac the
+# VM is its Linux guest); `homeManagerModule` is home-manager.nixosModules.home-manager.
+# The expectations are the ones the testScripts default to on the portable runtime
+# (vmtest.suites.vm_validation.VmProfile; tests/repo/test_nix_library.py checks they agree).
+{ vmtestLib, homeManagerModule }:
+vmtestLib.vmValidation {
+  name = "vm";
+  modules = [ (import ./node.nix homeManagerModule) ];
+  user = "baleen";
+  expect = {
+    services = [ "sshd.service" "docker.service" ];
+    groups = [ "wheel" "docker" ];
+    tools = [ "git" "vim" "make" "gcc" "ssh" ];
+    docker = true;
+    # The files Home Manager links (machines/nixos-vm.nix), with the content of the very files
+    # the Debian twin installs.
+    managedFiles = {
+      ".config/git/config" = ../../machines/dotfiles/git/config;
+      ".vimrc" = ../../machines/dotfiles/vimrc;
+    };
+    activationUnit = "home-manager-baleen.service";
+    managedRoot = "/nix/store/";
+    bootBudgetSeconds = 30;
   };
-in
-{
-  vm-boot = withArtifacts ./boot-test.nix;
-  vm-service = withArtifacts ./service-test.nix;
-  vm-integration = withArtifacts ./integration-test.nix;
 }

@@ -1,5 +1,6 @@
-# The `vm` node of the validation tests: machines/nixos-vm.nix with Home Manager, sized for
-# Docker. `homeManagerModule` is home-manager.nixosModules.home-manager (a flake input).
+# The `vm` node of this repository's validation checks (tests/vm/default.nix): machines/nixos-vm.nix
+# with Home Manager, sized for Docker. `homeManagerModule` is home-manager.nixosModules.home-manager
+# (a flake input).
 homeManagerModule:
 { ... }:
 {

@@ -35,10 +35,11 @@ def evaluate(flake: Path, expression: str) -> Any:
 
 
 def output_names(flake: Path) -> dict[str, Any]:
-    """``{checks,packages,apps: {system: [names]}, nixosConfigurations: [names], devShells: …}``."""
+    """``{checks,packages,apps: {system: [names]}, nixosConfigurations, templates: [names], devShells: …}``."""
     names = "builtins.mapAttrs (system: set: builtins.attrNames set)"
     result: dict[str, Any] = evaluate(flake, (
         f"{{ checks = {names} outputs.checks; packages = {names} outputs.packages; apps = {names} outputs.apps; "
         f"devShells = {names} outputs.devShells; "
-        "nixosConfigurations = builtins.attrNames outputs.nixosConfigurations; }"))
+        "nixosConfigurations = builtins.attrNames outputs.nixosConfigurations; "
+        "templates = builtins.attrNames (outputs.templates or { }); }"))
     return result

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vmtest.portable.image.builder import BASE_PACKAGES
@@ -38,16 +38,28 @@ class Twins:
     nixos_modules: tuple[str, ...]
     debian_recipes: tuple[str, ...]
     debian_machines: tuple[str, ...] = ()
+    # What an instance gives the library's generic roles, as (name, value): each ``${name}`` in
+    # the NixOS text reads as the value (lib/nix/modules/e2e-server.nix declares
+    # ``systemd.services.${app}``; the Alicia instance, e2e-test/nix/default.nix, says app = "alicia").
+    nixos_values: tuple[tuple[str, str], ...] = ()
 
 
 VM_MACHINES = ("tests/vm/machines-x86_64.toml", "tests/vm/machines-aarch64.toml")
+# The Alicia instance of the library's web-stack e2e builder, and the builder with its roles.
+E2E_NIXOS = ("e2e-test/nix/default.nix", "lib/nix/web-stack-e2e.nix")
+E2E = Twins("e2e-test/test_script.py", E2E_NIXOS,
+            ("e2e-test/machines/server.toml", "e2e-test/machines/client.toml"), ("e2e-test/machines.toml",),
+            (("app", "alicia"),))
 TWINS = (
-    Twins("e2e-test/test_script.py", ("e2e-test/nix/server.nix", "e2e-test/nix/client.nix"),
-          ("e2e-test/machines/server.toml", "e2e-test/machines/client.toml"), ("e2e-test/machines.toml",)),
+    E2E,
     Twins("tests/vm/boot.py", ("tests/vm/node.nix",), ("machines/debian-vm.toml",), VM_MACHINES),
     Twins("tests/vm/services.py", ("tests/vm/node.nix",), ("machines/debian-vm.toml",), VM_MACHINES),
-    Twins("tests/vm/integration.py", ("tests/vm/node.nix", "tests/vm/integration-test.nix"),
+    Twins("tests/vm/integration.py", ("tests/vm/node.nix", "lib/nix/vm-validation.nix"),
           ("machines/debian-vm.toml", "machines/peer.toml"), VM_MACHINES),
+    # The e2e script with the client's @playwright/test suite (docs/browser-runner.md). Last: tests
+    # pick the twins above by index.
+    replace(E2E, debian_recipes=("e2e-test/machines/server.toml", "e2e-test/machines/client-ts.toml"),
+            debian_machines=("e2e-test/machines-ts.toml",)),
 )
 _UNIT = re.compile(r"[\"'\s]([A-Za-z0-9][\w@.-]*\.(?:service|socket|timer|mount|path))\b")
 # Units every systemd has: neither twin declares them.
@@ -255,6 +267,8 @@ def problems(root: Path, twins: tuple[Twins, ...] = TWINS) -> list[str]:
             found.append(f"{twin.script}: starts a transient unit (systemd-run), whose PATH on NixOS is systemd's "
                          "bin only; declare the unit in both twins and start it")
         nixos = _nixos_text(root, twin.nixos_modules)
+        for name, value in twin.nixos_values:
+            nixos = nixos.replace("${" + name + "}", value)
         recipes = [load_recipe(root / path) for path in twin.debian_recipes]
         for unit in sorted(units_named(script)):
             if not declared_by_nixos(unit, nixos):

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from .repo_checks import REPO
 
 UNITS = REPO / "e2e-test/machines/server/units.toml"
-NIX_SERVER = REPO / "e2e-test/nix/server.nix"
+# The NixOS twin: vmtest's e2e server role, which the Alicia check (e2e-test/nix/default.nix) uses.
+NIX_SERVER = REPO / "lib/nix/modules/e2e-server.nix"
 DEADLINE_LINE = "while (( SECONDS < 30 )); do"
 
 

@@ -48,10 +48,14 @@ OLD_BROWSER_RUN = (
 def test_every_embedded_script_is_found() -> None:
     kinds = {(str(found.path.relative_to(REPO)), found.kind) for found in nix_scripts.shell_scripts(nix_files())}
     assert ("e2e-test/nix/packages.nix", "installPhase") in kinds
-    assert ("e2e-test/nix/server.nix", "writeShellScript") in kinds
-    assert ("e2e-test/nix/server.nix", "script") in kinds
+    assert ("lib/nix/modules/e2e-server.nix", "writeShellScript") in kinds
+    assert ("lib/nix/modules/e2e-server.nix", "script") in kinds
     assert ("e2e-test/nix/log-collector.nix", "writeShellApplication") in kinds
     assert ("lib/nix/test-with-artifacts.nix", "runCommand") in kinds
+    assert ("lib/nix/modules/validation-fixtures.nix", "runCommand") in kinds
+    # The consumers' browser runners (templates and examples) are checked as ours are.
+    assert ("examples/e2e/nix/browser-tests.nix", "writeShellApplication") in kinds
+    assert ("templates/e2e/browser-suite.nix", "writeShellApplication") in kinds
 
 
 def test_embedded_shell_passes_shellcheck() -> None:
@@ -104,11 +108,23 @@ def test_a_transient_unit_is_found(tmp_path: Path) -> None:
 
 def test_a_unit_only_one_twin_declares_is_found(tmp_path: Path) -> None:
     copy = tracked_copy(tmp_path / "repo")
-    client = copy / "e2e-test/nix/client.nix"
+    client = copy / "lib/nix/modules/e2e-client.nix"
     client.write_text(client.read_text().replace("systemd.services.e2e-browser-tests", "systemd.services.other"))
     problems = guest_interface.problems(copy, guest_interface.TWINS[:1])
     assert problems == ["e2e-test/test_script.py: e2e-browser-tests.service is declared by no NixOS node "
-                        "(e2e-test/nix/server.nix, e2e-test/nix/client.nix)"]
+                        "(e2e-test/nix/default.nix, lib/nix/web-stack-e2e.nix)"]
+
+
+def test_the_units_the_generic_role_names_after_another_app_are_not_alicias(tmp_path: Path) -> None:
+    """The Alicia units come from the library's server role named after the instance's app: an
+    instance of another app does not declare them (the role's names are read with the app's)."""
+    twin = guest_interface.TWINS[0]
+    other = guest_interface.Twins(twin.script, twin.nixos_modules, twin.debian_recipes, twin.debian_machines,
+                                  (("app", "other"),))
+    problems = guest_interface.problems(REPO, (other,))
+    assert problems == [f"e2e-test/test_script.py: {unit} is declared by no NixOS node "
+                        "(e2e-test/nix/default.nix, lib/nix/web-stack-e2e.nix)"
+                        for unit in ("alicia-migrate.service", "alicia.service")]
 
 
 # The guest commands of upstream's methods: a Debian image without them passes under the portable
@@ -213,7 +229,7 @@ def test_every_output_readme_names_exists() -> None:
             found = parts[2] in names["packages"].get(parts[1], [])
         else:
             found = any(parts[0] in names[kind]["x86_64-linux"] for kind in ("packages", "apps")) or (
-                parts[0] in names["nixosConfigurations"])
+                parts[0] in names["nixosConfigurations"]) or parts[0] in names["templates"]
         if not found:
             missing.append(reference)
     assert missing == [], f"README names outputs the flake does not have: {missing}"

@@ -36,15 +36,16 @@ def test_a_missing_path_is_found(copy: Path) -> None:
 
 
 def test_a_diverging_test_script_is_found(copy: Path) -> None:
-    default = copy / "e2e-test/nix/default.nix"
-    default.write_text(default.read_text().replace("../test_script.py", "./other_script.py"))
-    service = copy / "tests/vm/service-test.nix"
-    service.write_text(service.read_text().replace("./services.py", "./services-nix-only.py"))
+    # The library's builders read the testScripts (lib/nix/web-stack-e2e.nix, vm-validation.nix).
+    e2e = copy / "lib/nix/web-stack-e2e.nix"
+    e2e.write_text(e2e.read_text().replace("../../e2e-test/test_script.py", "./other_script.py"))
+    vm = copy / "lib/nix/vm-validation.nix"
+    vm.write_text(vm.read_text().replace("../../tests/vm/services.py", "./services-nix-only.py"))
     problems = repo_checks.test_script_problems(copy)
-    assert "e2e-test/nix/other_script.py: read by a Nix check, never run by the portable runtime" in problems
+    assert "lib/nix/other_script.py: read by a Nix check, never run by the portable runtime" in problems
     assert "e2e-test/test_script.py: run by the portable runtime, read by no Nix check" in problems
     assert "tests/vm/services.py: run by the portable runtime, read by no Nix check" in problems
-    assert "tests/vm/services-nix-only.py does not exist" in problems
+    assert "lib/nix/services-nix-only.py does not exist" in problems
 
 
 def test_an_incomplete_lock_is_found(copy: Path) -> None:

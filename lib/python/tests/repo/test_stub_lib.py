@@ -56,6 +56,20 @@ DOCUMENTED: dict[str, tuple[str, Any]] = {
                           ["aarch64-darwin", True, False, True, False]),
     # lib/licenses.nix
     "licenses.mit": ("lib.licenses.mit.spdxId", "MIT"),
+    # lib/attrsets.nix: "Any set with { type = "derivation"; } counts as a derivation."
+    "isDerivation": ('[ (lib.isDerivation { type = "derivation"; }) (lib.isDerivation "foobar") ]', [True, False]),
+    # lib/strings.nix
+    "concatStrings": ('lib.concatStrings ["foo" "bar"]', "foobar"),
+    "concatMapStringsSep": ('lib.concatMapStringsSep "-" (x: builtins.replaceStrings ["f" "o" "b" "a" "r" "z"] '
+                            '["F" "O" "B" "A" "R" "Z"] x) ["foo" "bar" "baz"]', "FOO-BAR-BAZ"),
+    "escapeShellArg": ("lib.escapeShellArg \"esc'ape\\nme\"", "'esc'\\''ape\nme'"),
+    "escapeShellArgs": ("lib.escapeShellArgs [\"one\" \"two three\" \"four'five\"]",
+                        "'one' 'two three' 'four'\\''five'"),
+    # lib/options.nix: literalExpression's value (its definition; no documented example)
+    "literalExpression": ('lib.literalExpression "pkgs.hello"', {"_type": "literalExpression", "text": "pkgs.hello"}),
+    # lib/systems/default.nix: uname.processor is the parsed CPU's name
+    "uname.processor": ('map (s: (lib.systems.elaborate s).uname.processor) [ "aarch64-darwin" "x86_64-linux" ]',
+                        ["aarch64", "x86_64"]),
 }
 
 

@@ -12,6 +12,12 @@ validates its own VM in a few lines of testScript::
 
 ``profile_for`` tells a NixOS guest (Home Manager, ``sshd.service``) from the
 Debian twin (``dotfiles-<user>.service``); everything else is the same check.
+
+What a flake expects of its own VM reaches the testScripts as JSON: vmtest's
+``lib.<system>.vmValidation`` (lib/nix/vm-validation.nix) prepends
+``VMTEST_EXPECTATIONS = "<json>"`` to tests/vm/*.py, and ``expected_profile`` reads it
+(``parse_expectations`` checks its keys and types). Without it (the portable runtime,
+``vmtest run tests/vm/boot.py``) the profile is this repository's VM, as before.
 """
 
 from __future__ import annotations
@@ -79,30 +85,141 @@ class ValidationFailed(AssertionError):
 
 @dataclass(frozen=True)
 class VmProfile:
-    """What the validated VM must provide."""
+    """What the validated VM must provide.
+
+    ``activation_unit`` None: no unit activates the user environment (the files are still
+    checked); ``managed_root`` None: the managed files may be anything with the right content
+    (no link into a store). ``docker`` False: no container check (and no tiny rootfs needed).
+    """
 
     user: str = "baleen"
     arch: str | None = None
     services: tuple[str, ...] = ("sshd.service", "docker.service")
     user_groups: tuple[str, ...] = ("wheel", "docker")
     tools: tuple[str, ...] = ("git", "vim", "make", "gcc", "ssh")
-    activation_unit: str = "home-manager-baleen.service"
-    managed_root: str = "/nix/store/"
+    activation_unit: str | None = "home-manager-baleen.service"
+    managed_root: str | None = "/nix/store/"
     managed_files: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MANAGED_FILES))
     tiny_rootfs: str = "/etc/vmtest/tiny-rootfs.tar"
     boot_budget_kvm_seconds: float = BOOT_BUDGET_KVM_SECONDS
+    docker: bool = True
 
 
 def profile_for(machine: Machine, *, user: str = "baleen", arch: str | None = None, **overrides: Any) -> VmProfile:
-    """The profile of ``machine``: Home Manager on NixOS (``/etc/NIXOS``), the dotfiles unit on Debian."""
+    """The profile of ``machine``: Home Manager on NixOS (``/etc/NIXOS``), the dotfiles unit on Debian.
+
+    ``overrides`` are VmProfile fields; they win over what the flavour implies.
+    """
     nixos = machine.execute("test -e /etc/NIXOS")[0] == 0
-    return VmProfile(
-        user=user,
-        arch=arch,
-        activation_unit=f"home-manager-{user}.service" if nixos else f"dotfiles-{user}.service",
-        managed_root="/nix/store/" if nixos else f"/usr/share/dotfiles/{user}/",
-        **overrides,
-    )
+    flavour: dict[str, Any] = {
+        "activation_unit": f"home-manager-{user}.service" if nixos else f"dotfiles-{user}.service",
+        "managed_root": "/nix/store/" if nixos else f"/usr/share/dotfiles/{user}/",
+    }
+    return VmProfile(user=user, arch=arch, **{**flavour, **overrides})
+
+
+# The testScript variable lib/nix/vm-validation.nix prepends: the expectations as JSON text.
+EXPECTATIONS_VARIABLE = "VMTEST_EXPECTATIONS"
+EXPECTATIONS_VERSION = 1
+
+
+class ExpectationsError(ValueError):
+    """The expectations JSON is malformed: the message names the key and what was wrong."""
+
+
+def _strings(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: {key} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _optional_string(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: {key} must be a string or null, got {value!r}")
+    return value
+
+
+def _managed_files(value: Any) -> dict[str, str]:
+    """``{path: {"text": content}}`` or ``{path: {"source": file}}``: the content, read now (a source is a
+    store path on the driver's host, in the testScript's closure)."""
+    if not isinstance(value, dict):
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files must be an object, got {value!r}")
+    files: dict[str, str] = {}
+    for relative, spec in value.items():
+        if not isinstance(spec, dict) or len(spec) != 1 or not ({"text", "source"} & set(spec)):
+            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files[{relative!r}] must be "
+                                    f'{{"text": …}} or {{"source": …}}, got {spec!r}')
+        if "text" in spec:
+            files[relative] = str(spec["text"])
+        else:
+            try:
+                files[relative] = Path(str(spec["source"])).read_text()
+            except OSError as error:
+                raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files[{relative!r}]: cannot read "
+                                        f"its source: {error}") from error
+    return files
+
+
+def parse_expectations(text: str) -> dict[str, Any]:
+    """VmProfile fields from the expectations JSON (version 1); raises ExpectationsError naming the key.
+
+    Keys: ``user`` (required), ``arch``, ``services``, ``groups``, ``tools``, ``docker``,
+    ``activation_unit``, ``managed_root``, ``managed_files``, ``boot_budget_kvm_seconds``.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} is not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} must be a JSON object")
+    if data.get("version") != EXPECTATIONS_VERSION:
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: version {data.get('version')!r}, "
+                                f"this vmtest reads version {EXPECTATIONS_VERSION}")
+    known = {"version", "user", "arch", "services", "groups", "tools", "docker", "activation_unit",
+             "managed_root", "managed_files", "boot_budget_kvm_seconds"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: unknown key(s) {', '.join(unknown)}")
+    if not isinstance(data.get("user"), str) or not data["user"]:
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: user must be a non-empty string")
+    fields: dict[str, Any] = {"user": data["user"]}
+    if "arch" in data:
+        fields["arch"] = _optional_string("arch", data["arch"])
+    for key, name in (("services", "services"), ("groups", "user_groups"), ("tools", "tools")):
+        if key in data:
+            fields[name] = _strings(key, data[key])
+    if "docker" in data:
+        if not isinstance(data["docker"], bool):
+            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: docker must be true or false")
+        fields["docker"] = data["docker"]
+    for key in ("activation_unit", "managed_root"):
+        if key in data:
+            fields[key] = _optional_string(key, data[key])
+    if "managed_files" in data:
+        fields["managed_files"] = _managed_files(data["managed_files"])
+    if "boot_budget_kvm_seconds" in data:
+        budget = data["boot_budget_kvm_seconds"]
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
+            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: boot_budget_kvm_seconds must be a positive number")
+        fields["boot_budget_kvm_seconds"] = float(budget)
+    return fields
+
+
+def expected_profile(machine: Machine, namespace: Mapping[str, Any], *, arch: str | None = None) -> VmProfile:
+    """The profile the testScript was given (``VMTEST_EXPECTATIONS`` in its namespace), else this repository's.
+
+    ``arch`` is the fallback architecture (the portable make targets' ``VMTEST_EXPECT_ARCH``);
+    the expectations' own ``arch`` wins. The guest's flavour (NixOS or Debian) gives the
+    activation unit and the managed root unless the expectations name them.
+    """
+    text = namespace.get(EXPECTATIONS_VARIABLE)
+    if text is None:
+        return profile_for(machine, arch=arch)
+    if not isinstance(text, str):
+        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} must be the expectations' JSON text")
+    fields = parse_expectations(text)
+    fields.setdefault("arch", arch)
+    return profile_for(machine, **fields)
 
 
 def _fail(machine: Machine, check: str, problem: str) -> ValidationFailed:
@@ -283,29 +400,37 @@ def check_docker_runs_local_image(machine: Machine, user: str, rootfs: str, *, t
 
 def check_user_environment(machine: Machine, profile: VmProfile) -> dict[str, str]:
     """The activation unit (Home Manager or its twin) ran and succeeded, and each managed file is a link
-    into ``managed_root`` with exactly the expected content; returns file → link target.
+    into ``managed_root`` with exactly the expected content; returns file → link target. A profile
+    without an activation unit skips the unit, one without a managed root the link check.
 
     Raises ValidationFailed naming the unit's result or the file and what differs.
     """
-    _, shown = machine.execute(show_command(
-        [profile.activation_unit], ["LoadState", "Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic"]))
-    properties = parse_properties(shown)
-    ran = properties.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
-    succeeded = properties.get("Result") == "success" and properties.get("ExecMainStatus") == "0"
-    if properties.get("LoadState") != "loaded" or not ran or not succeeded:
-        raise _fail(machine, f"user environment ({profile.activation_unit})",
-                    f"load state {properties.get('LoadState')}, ran: {ran}, result {properties.get('Result')}, "
-                    f"exit status {properties.get('ExecMainStatus')}\n"
-                    f"{unit_diagnostics(machine, profile.activation_unit, journal_lines=15)}")
+    unit = profile.activation_unit
+    if unit is not None:
+        _, shown = machine.execute(show_command(
+            [unit], ["LoadState", "Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic"]))
+        properties = parse_properties(shown)
+        ran = properties.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
+        succeeded = properties.get("Result") == "success" and properties.get("ExecMainStatus") == "0"
+        if properties.get("LoadState") != "loaded" or not ran or not succeeded:
+            raise _fail(machine, f"user environment ({unit})",
+                        f"load state {properties.get('LoadState')}, ran: {ran}, result {properties.get('Result')}, "
+                        f"exit status {properties.get('ExecMainStatus')}\n"
+                        f"{unit_diagnostics(machine, unit, journal_lines=15)}")
     home = machine.succeed(f"getent passwd {shlex.quote(profile.user)} | cut -d: -f6").strip()
     targets: dict[str, str] = {}
     for relative, expected in profile.managed_files.items():
         path = shlex.quote(f"{home}/{relative}")
-        status, target = machine.execute(f"test -L {path} && readlink -f {path}")
-        if status != 0 or not target.strip().startswith(profile.managed_root):
-            raise _fail(machine, f"managed file ~{profile.user}/{relative}",
-                        f"expected a link into {profile.managed_root}, found: "
-                        f"{machine.execute(f'ls -l {path} 2>&1')[1].strip()}")
+        if profile.managed_root is not None:
+            status, target = machine.execute(f"test -L {path} && readlink -f {path}")
+            if status != 0 or not target.strip().startswith(profile.managed_root):
+                raise _fail(machine, f"managed file ~{profile.user}/{relative}",
+                            f"expected a link into {profile.managed_root}, found: "
+                            f"{machine.execute(f'ls -l {path} 2>&1')[1].strip()}")
+        else:
+            status, target = machine.execute(f"readlink -f {path}")
+            if status != 0 or machine.execute(f"test -f {path}")[0] != 0:
+                raise _fail(machine, f"managed file ~{profile.user}/{relative}", "does not exist")
         content = machine.succeed(f"cat {path}")
         if content != expected:
             raise _fail(machine, f"managed file ~{profile.user}/{relative}",
@@ -391,36 +516,68 @@ def git_identity(profile: VmProfile) -> str:
     return f"{user['name']} <{user['email']}>"
 
 
+# Without a managed git config the commit needs an identity of its own (git refuses to guess one).
+FALLBACK_GIT_NAME, FALLBACK_GIT_EMAIL = "vmtest", "vmtest@vm.invalid"
+# The build-and-commit part runs when the profile expects all three on PATH.
+BUILD_TOOLS = ("make", "gcc", "git")
 DEV_SCRIPT = r"""set -eu
 for tool in {tools}; do command -v "$tool" >/dev/null || missing="${{missing:-}} $tool"; done
 if [ -n "${{missing:-}}" ]; then echo "missing tools:$missing"; exit 3; fi
-work=$(mktemp -d); cd "$work"
+echo "tools on PATH:" {tools}
+"""
+BUILD_SCRIPT = r"""work=$(mktemp -d); cd "$work"
 git init -q
 printf '#include <stdio.h>\nint main(void) {{ puts("hello from gcc"); return 0; }}\n' > hello.c
 printf 'hello: hello.c\n\t$(CC) -O1 -o $@ $<\n' > Makefile
 make -s hello
 ./hello
 git add hello.c Makefile
-git commit -q -m "build hello"
+git {identity}commit -q -m "build hello"
 git log -1 --format='commit by %an <%ae>'
 cd / && rm -rf "$work"
 """
 
 
+def dev_tools_script(profile: VmProfile) -> tuple[str, list[str]]:
+    """The script ``check_dev_tools_over_ssh`` runs as the user, and the last lines it must print.
+
+    Every tool must be on PATH; when make, gcc and git all are expected, a C file is built,
+    run and committed, with the managed git config's identity (or vmtest's own when the
+    profile manages no git config).
+    """
+    tools = " ".join(shlex.quote(tool) for tool in profile.tools)
+    script = DEV_SCRIPT.format(tools=tools)
+    if not set(BUILD_TOOLS) <= set(profile.tools):
+        return script, [f"tools on PATH: {' '.join(profile.tools)}"]
+    if GIT_CONFIG in profile.managed_files:
+        identity, option = git_identity(profile), ""
+    else:
+        identity = f"{FALLBACK_GIT_NAME} <{FALLBACK_GIT_EMAIL}>"
+        option = f"-c user.name={FALLBACK_GIT_NAME} -c user.email={FALLBACK_GIT_EMAIL} "
+    return script + BUILD_SCRIPT.format(identity=option), ["hello from gcc", f"commit by {identity}"]
+
+
+def dev_tools_title(profile: VmProfile) -> str:
+    """The dev tools step's name: what it exercises."""
+    if set(BUILD_TOOLS) <= set(profile.tools):
+        return "dev tools over ssh: make, gcc, git"
+    return f"dev tools over ssh: {', '.join(profile.tools) or 'none expected'}"
+
+
 def check_dev_tools_over_ssh(client: Machine, host: str, profile: VmProfile, key: str,
                              *, timeout: float = 600) -> list[str]:
-    """Over SSH as the user: every tool is on PATH, make+gcc build and run a C file, git commits it
-    (with the identity from the managed git config). Returns the output lines.
+    """Over SSH as the user: every tool is on PATH, and (when make, gcc and git are expected) make+gcc
+    build and run a C file, git commits it with the identity from the managed git config.
+    Returns the output lines.
 
     Raises ValidationFailed naming the missing tools or the failing step and its output.
     """
-    script = DEV_SCRIPT.format(tools=" ".join(shlex.quote(tool) for tool in profile.tools))
+    script, expected = dev_tools_script(profile)
     status, output = run(client, f"{ssh_command(key, profile.user, host, script)} 2>&1", timeout)
     lines = output.strip().splitlines()
     if status == 3 and lines and lines[-1].startswith("missing tools:"):
         raise _fail(client, f"dev tools on {host}", f"{lines[-1]} (for {profile.user}, over ssh)")
-    expected = ["hello from gcc", f"commit by {git_identity(profile)}"]
-    if status != 0 or lines[-2:] != expected:
+    if status != 0 or lines[-len(expected):] != expected:
         raise _fail(client, f"dev tools on {host}", f"expected {expected} as the last lines; exit {status}, "
                                                     f"output: {output.strip()[-1200:]!r}")
     return lines

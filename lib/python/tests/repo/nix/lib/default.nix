@@ -26,6 +26,8 @@ let
       if pred name value then [ (nameValuePair name value) ] else [ ]) (attrNames set));
   optionalAttrs = cond: as: if cond then as else { };
   getOutput = output: pkg: if pkg ? outputSpecified && pkg.outputSpecified then pkg else pkg.${output} or pkg.out or pkg;
+  # "Any set with { type = "derivation"; } counts as a derivation."
+  isDerivation = x: builtins.isAttrs x && x ? type && x.type == "derivation";
 
   # lib/lists.nix
   optional = cond: element: if cond then [ element ] else [ ];
@@ -34,6 +36,10 @@ let
 
   # lib/strings.nix
   optionalString = cond: string: if cond then string else "";
+  concatStrings = concatStringsSep "";
+  concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
+  escapeShellArg = arg: "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
+  escapeShellArgs = concatMapStringsSep " " escapeShellArg;
   hasPrefix = prefix: s: substring 0 (stringLength prefix) s == prefix;
   hasSuffix = suffix: s:
     let n = stringLength s; m = stringLength suffix; in
@@ -59,11 +65,15 @@ let
   mkMerge = contents: { _type = "merge"; inherit contents; };
   mkOption = attrs: attrs // { _type = "option"; };
   mkEnableOption = name: mkOption { default = false; example = true; description = "Whether to enable ${name}."; type = types.bool; };
+  literalExpression = text:
+    if !(builtins.isString text) then throw "literalExpression expects a string."
+    else { _type = "literalExpression"; inherit text; };
   # lib/types.nix: only the names, as option declarations carry them.
   types = let type = name: { _type = "option-type"; inherit name; }; in {
     str = type "str";
     bool = type "bool";
     int = type "int";
+    port = type "port";
     path = type "path";
     package = type "package";
     attrs = type "attrs";
@@ -82,6 +92,8 @@ let
     let parts = splitString "-" system; cpu = head parts; kernel = last parts; in {
       inherit system;
       parsed = { cpu.name = cpu; kernel.name = kernel; };
+      # `uname -p`: the CPU's name (ppc/mips variants aside, which no system here is).
+      uname.processor = cpu;
       isLinux = kernel == "linux";
       isDarwin = kernel == "darwin";
       isx86_64 = cpu == "x86_64";
@@ -128,10 +140,11 @@ let
     };
 in
 {
-  inherit flip fix extends nameValuePair genAttrs mapAttrs' filterAttrs optionalAttrs getOutput
+  inherit flip fix extends nameValuePair genAttrs mapAttrs' filterAttrs optionalAttrs getOutput isDerivation
     optional optionals last optionalString hasPrefix hasSuffix removeSuffix removePrefix escapeRegex splitString
+    concatStrings concatMapStringsSep escapeShellArg escapeShellArgs
     makeSearchPathOutput makeBinPath mkOverride mkForce mkDefault mkIf mkMerge mkOption mkEnableOption
-    types systems licenses fileset;
+    literalExpression types systems licenses fileset;
   inherit head elem filter foldl' listToAttrs attrNames concatMap concatStringsSep;
   inherit (builtins) mapAttrs attrValues concatLists functionArgs;
   mapAttrsToList = f: set: map (name: f name set.${name}) (attrNames set);

@@ -112,8 +112,9 @@ let
     stdenv-tools = tools;
     bash = tools;
     coreutils = tools;
+    findutils = tools;
     gnugrep = tools;
-    postgresql_17 = standIn "postgresql-17";
+    postgresql_17 = standIn "postgresql-17" // { withPackages = _: standIn "postgresql-17-env"; };
     playwright-driver.browsers = standIn "playwright-browsers";
     dejavu_fonts = standIn "dejavu-fonts";
     makeFontsConf = { fontDirectories }: runCommand "fonts.conf" {
@@ -125,7 +126,26 @@ let
   # The e2e suite's packages and the scripts its server runs, as the flake's overlay and the
   # NixOS modules define them (a module is a function: its attributes are read, not merged).
   e2e = import "${toString repo}/e2e-test/nix/packages.nix" { pkgs = pkgs // e2e; };
-  server = import "${toString repo}/e2e-test/nix/server.nix" { config = { }; inherit lib; pkgs = pkgs // e2e; };
+  # The Alicia check (e2e-test/nix/default.nix) through the library's own builder
+  # (lib/nix/web-stack-e2e.nix), whose test module is kept as it is (no driver here): its server
+  # node's settings, given to the server role (lib/nix/modules/e2e-server.nix) evaluated by hand.
+  e2eTest = import "${toString repo}/e2e-test/nix/default.nix" {
+    pkgs = pkgs // e2e;
+    vmtestLib.webStackE2e = import "${toString repo}/lib/nix/web-stack-e2e.nix" {
+      inherit lib;
+      pkgs = pkgs // e2e;
+      arguments = import "${toString repo}/lib/nix/arguments.nix" { inherit lib; };
+      hostSystem = builtins.currentSystem;
+      withArtifacts = test: test;
+    };
+  };
+  server = (import ../module-eval.nix {
+    module = "${toString repo}/lib/nix/modules/e2e-server.nix";
+    optionPath = [ "vmtest" "e2e" "server" ];
+    settings = e2eTest.nodes.server.vmtest.e2e.server;
+    inherit lib;
+    pkgs = pkgs // e2e;
+  }).config;
   logCollector = import "${toString repo}/e2e-test/nix/log-collector.nix" { inherit pkgs; };
   vmtest = callPackage (pkgs // pkgs.python3Packages) "${toString repo}/lib/python/package.nix" { };
   # callPackage: the function's named arguments from the set, as nixpkgs' lib/customisation.nix does.
@@ -133,7 +153,7 @@ let
     let f = import path; in f (builtins.intersectAttrs (builtins.functionArgs f) scope // overrides);
 in
 {
-  inherit pkgs paths;
+  inherit pkgs paths callPackage;
   # vmtest as the flake builds it: lib/python/package.nix with a python3Packages scope.
   inherit vmtest;
   inherit (e2e) alicia alicia-mocks alicia-e2e-client-tests;

@@ -2,7 +2,9 @@
 # (flake-outputs.nix). The stub lib (../lib), overlay composition
 # (lib.extends, as pkgs/top-level does), pythonPackagesExtensions, callPackage's argument
 # matching (builtins.functionArgs). Stubs: every package is { type = "derivation"; name; ... }
-# recording what it was given; runNixOSTest records its arguments and evaluates no node.
+# recording what it was given; runNixOSTest records its test module and evaluates no node.
+# Any system double works (the flake's Linux and Darwin hosts): stdenv.hostPlatform is the
+# stub lib's systems.elaborate of it.
 { system, overlays ? [ ] }:
 let
   lib = import ../lib;
@@ -40,16 +42,38 @@ let
     };
     playwright-driver = drv "playwright-driver" { browsers = drv "playwright-browsers" { }; };
     pkgsStatic.busybox = drv "busybox-static" { };
-    testers.runNixOSTest = args: {
-      config = { inherit (args) name; };
-      driver = drv "nixos-test-driver-${args.name}" { };
-      driverInteractive = drv "nixos-test-driver-${args.name}-interactive" { };
-      test = args;
-    };
+    # runNixOSTest takes a test module: an attribute set, a function of the module arguments, or a
+    # path to either, with `imports`. The stub flattens them (later attributes win, the lists of
+    # extraPythonPackages are kept apart in `pythonPackageSets`), evaluates no node, and records
+    # the result as `test`; the driver's name carries the test's, as nixos/lib/testing/driver.nix's.
+    testers.runNixOSTest = module:
+      let
+        load = m: if builtins.isPath m then load (import m)
+          else if builtins.isFunction m then m { inherit lib; pkgs = final; config = { }; hostPkgs = final; }
+          else m;
+        flatten = m: let value = load m; in
+          lib.concatMap flatten (value.imports or [ ]) ++ [ (removeAttrs value [ "imports" ]) ];
+        modules = flatten module;
+        test = lib.foldl' (merged: m: merged // m) { } modules;
+        pythonPackageSets = map (m: m.extraPythonPackages) (builtins.filter (m: m ? extraPythonPackages) modules);
+      in
+      if !(test ? name) then throw "stub runNixOSTest: the test has no name" else {
+        config = { inherit (test) name; };
+        # The driver derivation has the testScript as an attribute (nixos/lib/testing/driver.nix);
+        # the stub's also keeps each extraPythonPackages definition (the option merges them).
+        driver = drv "nixos-test-driver-${test.name}" { testScript = test.testScript or ""; inherit pythonPackageSets; };
+        driverInteractive = drv "nixos-test-driver-${test.name}-interactive" { };
+        nodes = test.nodes or { };
+        inherit test;
+      };
+    callPackage = callWith final;
+    writeText = name: text: drv name { inherit text; };
+    buildGoModule = attrs: drv "${attrs.pname}-${attrs.version}" attrs;
+    playwright-test = drv "playwright-test" { meta.mainProgram = "playwright"; };
   } // lib.genAttrs [
     "makeWrapper" "curl" "jq" "htop" "coreutils" "bash" "gnugrep" "gzip" "systemd" "openssh" "ruff"
     "qemu" "mmdebstrap" "vde2" "e2fsprogs" "nix-output-monitor" "shellcheck" "cpio" "iproute2" "procps"
-    "nix" "chromium"
+    "nix" "chromium" "nodejs" "git" "tmux" "ripgrep" "gnumake" "gcc" "vim" "findutils"
   ] (name: drv name { });
 in
 lib.fix (lib.foldl' (lib.flip lib.extends) base overlays)

@@ -1,0 +1,18 @@
+# A consumer flake's outputs (a template or an example), evaluated here as flake-outputs.nix
+# evaluates this one: its `vmtest` input is this repository (`vmtest`, evaluated with the stubs,
+# as `--override-input vmtest path:.` would give it), its other inputs the stubs of
+# stub-inputs.nix. An input the stubs do not have is an error naming it.
+{ flake, vmtest }:
+let
+  stubs = import ./stub-inputs.nix;
+  vmtestOutputs = import ./flake-outputs.nix { flake = vmtest; };
+  declared = import (flake + "/flake.nix");
+  available = stubs // { vmtest = vmtestOutputs // { outPath = vmtest; }; };
+  wanted = builtins.attrNames (declared.inputs or { });
+  unknown = builtins.filter (name: !(available ? ${name})) wanted;
+  inputs = builtins.listToAttrs (map (name: { inherit name; value = available.${name}; }) wanted);
+  outputs = declared.outputs (inputs // { inherit self; });
+  self = outputs // { outPath = flake; inherit inputs; };
+in
+if unknown != [ ] then throw "consumer-outputs.nix: no stub for the input(s) ${toString unknown}"
+else outputs
