@@ -36,6 +36,7 @@ from typing import Any
 from vmtest import logs
 from vmtest.machine_api import Machine, driver_timeout, run
 from vmtest.report import Report
+from vmtest.suites.prepended import prepended_text, versioned_object
 from vmtest.units import (
     accelerator_from_virt,
     detect_virt,
@@ -166,15 +167,7 @@ def parse_expectations(text: str) -> dict[str, Any]:
     Keys: ``user`` (required), ``arch``, ``services``, ``groups``, ``tools``, ``docker``,
     ``activation_unit``, ``managed_root``, ``managed_files``, ``boot_budget_kvm_seconds``.
     """
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} is not JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} must be a JSON object")
-    if data.get("version") != EXPECTATIONS_VERSION:
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: version {data.get('version')!r}, "
-                                f"this vmtest reads version {EXPECTATIONS_VERSION}")
+    data = versioned_object(text, EXPECTATIONS_VARIABLE, EXPECTATIONS_VERSION, ExpectationsError)
     known = {"version", "user", "arch", "services", "groups", "tools", "docker", "activation_unit",
              "managed_root", "managed_files", "boot_budget_kvm_seconds"}
     unknown = sorted(set(data) - known)
@@ -212,11 +205,9 @@ def expected_profile(machine: Machine, namespace: Mapping[str, Any], *, arch: st
     the expectations' own ``arch`` wins. The guest's flavour (NixOS or Debian) gives the
     activation unit and the managed root unless the expectations name them.
     """
-    text = namespace.get(EXPECTATIONS_VARIABLE)
+    text = prepended_text(namespace, EXPECTATIONS_VARIABLE, "expectations'", ExpectationsError)
     if text is None:
         return profile_for(machine, arch=arch)
-    if not isinstance(text, str):
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE} must be the expectations' JSON text")
     fields = parse_expectations(text)
     fields.setdefault("arch", arch)
     return profile_for(machine, **fields)

@@ -10,10 +10,11 @@ the Alicia suite's values (what ``make e2e`` runs); vmtest's ``lib.<system>.webS
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from vmtest.suites.prepended import prepended_text, versioned_object
 
 # The testScript variable lib/nix/web-stack-e2e.nix prepends: the stack as JSON text.
 STACK_VARIABLE = "VMTEST_E2E"
@@ -77,14 +78,7 @@ def _strings(key: str, value: Any) -> tuple[str, ...]:
 def parse_stack(text: str) -> WebStack:
     """A WebStack from its JSON (version 1: every field of WebStack, ``version`` besides); raises
     StackError naming the key that is missing, unknown or of the wrong type."""
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise StackError(f"{STACK_VARIABLE} is not JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise StackError(f"{STACK_VARIABLE} must be a JSON object")
-    if data.get("version") != STACK_VERSION:
-        raise StackError(f"{STACK_VARIABLE}: version {data.get('version')!r}, this vmtest reads {STACK_VERSION}")
+    data = versioned_object(text, STACK_VARIABLE, STACK_VERSION, StackError)
     names = {item.name for item in fields(WebStack)}
     unknown = sorted(set(data) - names - {"version"})
     missing = sorted(item.name for item in fields(WebStack)
@@ -117,9 +111,7 @@ def parse_stack(text: str) -> WebStack:
 
 def web_stack_from(namespace: Mapping[str, Any], default: WebStack) -> WebStack:
     """The stack the testScript was given (``VMTEST_E2E`` in its namespace), else ``default``."""
-    text = namespace.get(STACK_VARIABLE)
+    text = prepended_text(namespace, STACK_VARIABLE, "stack's", StackError)
     if text is None:
         return replace(default)
-    if not isinstance(text, str):
-        raise StackError(f"{STACK_VARIABLE} must be the stack's JSON text")
     return parse_stack(text)
