@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps venv lint test test-unit e2e bench clean test-vm-x86_64 test-vm-aarch64 test-vm-all test-vm-ci
+.PHONY: deps venv lint test test-unit e2e e2e-ts bench clean test-vm-x86_64 test-vm-aarch64 test-vm-all test-vm-ci
 
 deps:
 	./scripts/install-system-deps.sh
@@ -33,11 +33,17 @@ test: deps venv lint
 ## resumes the healthy stack from a checkpoint (E2E_FLAGS=--fresh boots cold). Progress: a live
 ## display on a terminal, else time-stamped lines at least every 10 s (VMTEST_PROGRESS=live|plain|off).
 E2E_OUT ?= out/e2e
+E2E_MACHINES ?= e2e-test/machines.toml
 e2e: deps venv
 	rm -rf $(E2E_OUT)
-	$(VENV)/bin/vmtest run e2e-test/test_script.py --machines e2e-test/machines.toml --out $(E2E_OUT) $(E2E_FLAGS); \
+	$(VENV)/bin/vmtest run e2e-test/test_script.py --machines $(E2E_MACHINES) --out $(E2E_OUT) $(E2E_FLAGS); \
 	  status=$$?; echo "e2e: artifacts in $(abspath $(E2E_OUT)) (summary.json, junit.xml, logs/, screenshots/)"; \
 	  exit $$status
+
+## The same suite with the client running the @playwright/test twin (e2e-test/client-ts) of the
+## pytest browser suite: the runner contract's second implementation (docs/browser-runner.md).
+e2e-ts:
+	$(MAKE) e2e E2E_MACHINES=e2e-test/machines-ts.toml E2E_OUT=out/e2e-ts
 
 # The VM validation suites (seed 002): Nix when this Nix can build them, else the portable runtime.
 # scripts/test-vm decides first, and sets up the portable runtime (apt as root, the venv) only

@@ -96,6 +96,8 @@
         final: prev:
         (import ./e2e-test/nix/packages.nix { pkgs = final; })
         // {
+          # The same smoke tests as a @playwright/test suite in TypeScript (e2e-test/client-ts).
+          alicia-e2e-client-tests-ts = import ./e2e-test/nix/client-tests-ts.nix { pkgs = final; };
           pythonPackagesExtensions = prev.pythonPackagesExtensions ++ [
             (pyFinal: pyPrev: { vmtest = pyFinal.callPackage ./lib/python/package.nix { }; })
           ];
@@ -109,7 +111,9 @@
           vmtest = pkgs.python3Packages.vmtest;
           default = pkgs.python3Packages.vmtest;
         }
-        // lib.optionalAttrs (isLinux pkgs) { inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests; }
+        // lib.optionalAttrs (isLinux pkgs) {
+          inherit (pkgs) alicia alicia-mocks alicia-e2e-client-tests alicia-e2e-client-tests-ts;
+        }
         // lib.mapAttrs' (name: check: lib.nameValuePair "${name}-artifacts" check.artifacts) (
           lib.filterAttrs (name: check: check ? artifacts) self.checks.${pkgs.stdenv.hostPlatform.system}
         )
@@ -135,6 +139,14 @@
         # The Alicia e2e suite (e2e-test/nix): Playwright's Chromium is x86_64-linux's.
         // lib.optionalAttrs (system == "x86_64-linux") {
           e2e = import ./e2e-test/nix { inherit pkgs; vmtestLib = self.lib.${system}; };
+          # The same check with the TypeScript suite (@playwright/test) in the client: the runner
+          # contract's second implementation (docs/browser-runner.md).
+          e2e-ts = import ./e2e-test/nix {
+            inherit pkgs;
+            vmtestLib = self.lib.${system};
+            browserSuite = pkgs.alicia-e2e-client-tests-ts;
+            browserLog = "playwright.log";
+          };
         }
       );
 

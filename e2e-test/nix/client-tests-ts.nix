@@ -12,9 +12,8 @@
 # the nixpkgs playwright-driver's version (Playwright drives a Chromium a few versions apart; the
 # closer the two, the safer: docs/browser-runner.md).
 #
-# Not wired into the flake here; the overlay would add
-#   alicia-e2e-client-tests-ts = import ./e2e-test/nix/client-tests-ts.nix { pkgs = final; };
-# and a check would pass it as webStackE2e's browserSuite with browserLog = "playwright.log".
+# The flake's overlay makes it `alicia-e2e-client-tests-ts`, and its `e2e-ts` check passes it to
+# webStackE2e as browserSuite with browserLog = "playwright.log".
 { pkgs, lib ? pkgs.lib }:
 let
   suiteDir = ../client-ts;

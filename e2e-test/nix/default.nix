@@ -5,7 +5,14 @@
 # holds the run's logs, JUnit, screenshots and summary (lib/nix/test-with-artifacts.nix).
 # The testScript is e2e-test/test_script.py, whose own defaults are this very stack (what the
 # portable runtime runs); tests/repo/test_nix_library.py checks the two agree.
-{ pkgs, vmtestLib }:
+# `browserSuite`/`browserLog` choose the client's runner: the Python suite by default, or the
+# TypeScript one (pkgs.alicia-e2e-client-tests-ts, "playwright.log"): the flake's e2e-ts check.
+{
+  pkgs,
+  vmtestLib,
+  browserSuite ? pkgs.alicia-e2e-client-tests,
+  browserLog ? "pytest.log",
+}:
 let
   alicia = pkgs.alicia;
   mockUrl = "http://127.0.0.1:9090/v1";
@@ -14,7 +21,7 @@ vmtestLib.webStackE2e {
   name = "alicia-e2e";
   app = "alicia";
   package = alicia;
-  browserSuite = pkgs.alicia-e2e-client-tests;
+  inherit browserSuite browserLog;
   # Seed 000's configuration, hermetic: the LLM/ASR/TTS/embeddings endpoints and LiveKit are
   # local mocks (./server.nix) instead of internet hosts.
   environment = {
@@ -49,7 +56,6 @@ vmtestLib.webStackE2e {
     "alicia-llm-mock.service" = 9090;
     "alicia-livekit.service" = 7880;
   };
-  browserLog = "pytest.log";
   serverModules = [ ./server.nix ];
   clientModules = [ ./client.nix ];
 }

@@ -496,3 +496,16 @@ def test_every_argument_is_documented_where_it_is_declared_and_in_the_guide() ->
             above = lines[index - 1].strip()
             assert above.startswith("#") or re.match(r"\w+ = \{ kind", above), (builder, name)
             assert f"`{name}`" in guide or f"`{name}` (required)" in guide, (builder, name)
+
+
+def test_this_repos_e2e_checks_run_each_browser_suite_with_its_own_log() -> None:
+    # e2e and e2e-ts differ only in the client's runner: the runner contract's two implementations.
+    checks = library(
+        "let c = vmtest.checks.x86_64-linux; suite = check: { script = check.driver.testScript; "
+        "  runner = check.nodes.client.vmtest.e2e.client.browserSuite.name; }; "
+        "in { e2e = suite c.e2e; e2e-ts = suite c.e2e-ts; }")
+    runners = {name: check["runner"] for name, check in checks.items()}
+    assert runners == {"e2e": "alicia-e2e-client-tests-0.1.0", "e2e-ts": "alicia-e2e-client-tests-ts-0.1.0"}
+    logs = {name: web_stack.parse_stack(prelude_value(check["script"], web_stack.STACK_VARIABLE)).browser_log
+            for name, check in checks.items()}
+    assert logs == {"e2e": "pytest.log", "e2e-ts": "playwright.log"}

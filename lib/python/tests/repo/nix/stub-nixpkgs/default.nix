@@ -69,11 +69,17 @@ let
     callPackage = callWith final;
     writeText = name: text: drv name { inherit text; };
     buildGoModule = attrs: drv "${attrs.pname}-${attrs.version}" attrs;
+    buildNpmPackage = attrs: drv "${attrs.pname}-${attrs.version}" attrs;
+    importNpmLock = {
+      __functor = self: { npmRoot, ... }: drv "npm-deps" { npmRoot = toString npmRoot; };
+      npmConfigHook = drv "npm-config-hook" { };
+    };
+    makeFontsConf = { fontDirectories }: drv "fonts.conf" { inherit fontDirectories; };
     playwright-test = drv "playwright-test" { meta.mainProgram = "playwright"; };
   } // lib.genAttrs [
     "makeWrapper" "curl" "jq" "htop" "coreutils" "bash" "gnugrep" "gzip" "systemd" "openssh" "ruff"
     "qemu" "mmdebstrap" "vde2" "e2fsprogs" "nix-output-monitor" "shellcheck" "cpio" "iproute2" "procps"
-    "nix" "chromium" "nodejs" "git" "tmux" "ripgrep" "gnumake" "gcc" "vim" "findutils"
+    "nix" "chromium" "nodejs" "dejavu_fonts" "git" "tmux" "ripgrep" "gnumake" "gcc" "vim" "findutils"
   ] (name: drv name { });
 in
 lib.fix (lib.foldl' (lib.flip lib.extends) base overlays)
