@@ -326,7 +326,7 @@ ADA = '{ modules = [ ]; user = "ada"; }'
      "vmtest.lib.aarch64-darwin.vmValidation: the argument `modules` (list: your VM's NixOS modules) is required"),
     ('vmtest.lib.x86_64-linux.vmValidation (' + ADA + ' // { exepct = { }; })',
      "vmtest.lib.x86_64-linux.vmValidation: unknown argument `exepct`; it takes `expect`, `extraPythonPackages`, "
-     "`globalTimeout`, `modules`, `name`, `specialArgs`, `user`"),
+     "`forceAccel`, `globalTimeout`, `modules`, `name`, `specialArgs`, `user`"),
     ('vmtest.lib.x86_64-linux.vmValidation { modules = ./vm.nix; user = "ada"; }',
      "vmtest.lib.x86_64-linux.vmValidation: the argument `modules` (list: your VM's NixOS modules) is a path"),
     ('vmtest.lib.x86_64-linux.vmValidation (' + ADA + ' // { expect.tool = [ "git" ]; })',
