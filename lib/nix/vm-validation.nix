@@ -20,7 +20,7 @@
 # The VM node is your modules, plus nixosModules.validation-fixtures (the test SSH key for your
 # user and, with docker, a registry-free image) and a size for Docker (mkDefault: your modules
 # win). The integration suite adds a `peer` node holding the test key's private half.
-{ pkgs, lib, arguments, hostSystem, guestSystem, withArtifacts, ... }:
+{ pkgs, lib, arguments, hostSystem, guestSystem, withArtifacts, forceAccel, ... }:
 let
   function = "vmtest.lib.${hostSystem}.vmValidation";
   # Every argument, as `arguments.check` verifies them before anything else is evaluated.
@@ -45,6 +45,9 @@ let
     extraPythonPackages = { kind = "function"; about = "more Python packages for the driver"; };
     # Seconds before the driver gives up on a suite. Default 1800.
     globalTimeout = { kind = "int"; about = "seconds before the driver gives up"; };
+    # Fail instead of running the VMs under TCG when the host has no KVM (the test option
+    # qemu.forceAccel: nixpkgs 26.05 and later; with an older nixpkgs, true is an error). Default false.
+    forceAccel = { kind = "bool"; about = "fail instead of falling back to TCG (nixpkgs 26.05 and later)"; };
   };
   expectKeys = {
     # `uname -m` of the guest. Default: the guest system's CPU (aarch64 for aarch64-darwin).
@@ -143,6 +146,7 @@ let
 
   suite = suiteName: nodes: script: withArtifacts {
     name = "${name}-${suiteName}";
+    imports = lib.optional (args.forceAccel or false) (forceAccel function);
     inherit nodes;
     node.specialArgs = args.specialArgs or { };
     extraPythonPackages = args.extraPythonPackages or (_: [ ]);

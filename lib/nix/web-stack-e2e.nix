@@ -17,7 +17,7 @@
 # The names the testScript needs (units, paths, port, secrets to redact, helper services) reach
 # it as JSON: the testScript starts with `VMTEST_E2E = "<json>"`, which
 # vmtest.suites.web_stack.web_stack_from reads (without it the script checks Alicia's stack).
-{ pkgs, lib, arguments, hostSystem, withArtifacts, ... }:
+{ pkgs, lib, arguments, hostSystem, withArtifacts, forceAccel, ... }:
 let
   function = "vmtest.lib.${hostSystem}.webStackE2e";
   required = {
@@ -77,6 +77,9 @@ let
     specialArgs = { kind = "attrs"; about = "module arguments for your modules' imports"; };
     extraPythonPackages = { kind = "function"; about = "more Python packages for the driver"; };
     globalTimeout = { kind = "int"; about = "seconds before the driver gives up"; };
+    # Fail instead of running the VMs under TCG when the host has no KVM (qemu.forceAccel: nixpkgs
+    # 26.05 and later; with an older nixpkgs, true is an error). Default false.
+    forceAccel = { kind = "bool"; about = "fail instead of falling back to TCG (nixpkgs 26.05 and later)"; };
   };
 in
 given:
@@ -150,6 +153,7 @@ let
 in
 withArtifacts {
   inherit name;
+  imports = lib.optional (args.forceAccel or false) (forceAccel function);
   nodes = { inherit server client; };
   node.specialArgs = args.specialArgs or { };
   extraPythonPackages = args.extraPythonPackages or (_: [ ]);

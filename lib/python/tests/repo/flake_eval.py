@@ -27,9 +27,13 @@ def instantiate_json(arguments: list[str]) -> Any:
     return json.loads(done.stdout)
 
 
-def evaluate(flake: Path, expression: str) -> Any:
-    """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data."""
-    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ flake = {flake.resolve()}; }}; "
+def evaluate(flake: Path, expression: str, revision: str | None = None) -> Any:
+    """Evaluate ``expression`` with ``outputs`` bound to the flake's outputs; its value as JSON data.
+
+    ``revision``: the nixpkgs revision the stub nixpkgs stands for (default: the flake's pin).
+    """
+    chosen = "" if revision is None else f' revision = "{revision}";'
+    program = (f"let outputs = import {FLAKE_OUTPUTS} {{ flake = {flake.resolve()};{chosen} }}; "
                f"in {expression}")
     return instantiate_json(["-E", program])
 

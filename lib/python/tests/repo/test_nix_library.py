@@ -50,16 +50,23 @@ CONSUMERS = {
 EVAL = ["--read-write-mode", "-E"]
 
 
-def consumer(flake: str, expression: str, vmtest: Path = REPO) -> Any:
-    """``expression`` with ``outputs`` bound to the consumer flake's outputs (its vmtest input: ``vmtest``)."""
-    program = (f"let outputs = import {CONSUMER_OUTPUTS} {{ flake = {REPO / flake}; vmtest = {vmtest}; }}; "
-               f"in {expression}")
+def _revision(revision: str | None) -> str:
+    """The ``revision`` argument of the stub flakes (nix/stub-inputs.nix); none: the flake's pin."""
+    return "" if revision is None else f' revision = "{revision}";'
+
+
+def consumer(flake: str, expression: str, vmtest: Path = REPO, revision: str | None = None) -> Any:
+    """``expression`` with ``outputs`` bound to the consumer flake's outputs (its vmtest input: ``vmtest``),
+    both with the stub nixpkgs standing for ``revision``."""
+    program = (f"let outputs = import {CONSUMER_OUTPUTS} {{ flake = {REPO / flake}; vmtest = {vmtest};"
+               f"{_revision(revision)} }}; in {expression}")
     return instantiate_json([*EVAL, program])
 
 
-def library(expression: str, vmtest: Path = REPO) -> Any:
+def library(expression: str, vmtest: Path = REPO, revision: str | None = None) -> Any:
     """``expression`` with ``vmtest`` bound to this repository's outputs (its ``lib``, ``nixosModules``)."""
-    return instantiate_json([*EVAL, f"let vmtest = import {FLAKE_OUTPUTS} {{ flake = {vmtest}; }}; in {expression}"])
+    outputs = f"import {FLAKE_OUTPUTS} {{ flake = {vmtest};{_revision(revision)} }}"
+    return instantiate_json([*EVAL, f"let vmtest = {outputs}; in {expression}"])
 
 
 def prelude_value(script: str, variable: str) -> str:
@@ -319,7 +326,7 @@ ADA = '{ modules = [ ]; user = "ada"; }'
      "vmtest.lib.aarch64-darwin.vmValidation: the argument `modules` (list: your VM's NixOS modules) is required"),
     ('vmtest.lib.x86_64-linux.vmValidation (' + ADA + ' // { exepct = { }; })',
      "vmtest.lib.x86_64-linux.vmValidation: unknown argument `exepct`; it takes `expect`, `extraPythonPackages`, "
-     "`globalTimeout`, `modules`, `name`, `specialArgs`, `user`"),
+     "`forceAccel`, `globalTimeout`, `modules`, `name`, `specialArgs`, `user`"),
     ('vmtest.lib.x86_64-linux.vmValidation { modules = ./vm.nix; user = "ada"; }',
      "vmtest.lib.x86_64-linux.vmValidation: the argument `modules` (list: your VM's NixOS modules) is a path"),
     ('vmtest.lib.x86_64-linux.vmValidation (' + ADA + ' // { expect.tool = [ "git" ]; })',

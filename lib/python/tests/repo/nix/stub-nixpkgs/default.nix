@@ -5,9 +5,14 @@
 # recording what it was given; runNixOSTest records its test module and evaluates no node.
 # Any system double works (the flake's Linux and Darwin hosts): stdenv.hostPlatform is the
 # stub lib's systems.elaborate of it.
-{ system, overlays ? [ ] }:
+# `revision` is the nixpkgs the stub stands for (one of the support matrix: nixos-25.11, the
+# flake's pin, nixos-26.05, nixos-unstable; ./revisions/<name>.nix fixes it for a flake input):
+# runNixOSTest takes the test options that revision declares (./testing-options.nix) and refuses
+# any other, as nixpkgs' module system does.
+{ system, overlays ? [ ], revision ? "nixos-25.11" }:
 let
   lib = import ../lib;
+  testing = import ./testing-options.nix { inherit revision; };
   drv = name: attrs: {
     type = "derivation";
     inherit name;
@@ -42,29 +47,69 @@ let
     };
     playwright-driver = drv "playwright-driver" { browsers = drv "playwright-browsers" { }; };
     pkgsStatic.busybox = drv "busybox-static" { };
-    # runNixOSTest takes a test module: an attribute set, a function of the module arguments, or a
-    # path to either, with `imports`. The stub flattens them (later attributes win, the lists of
+    # runNixOSTest takes a test module: an attribute set, a function of the module arguments
+    # (`config`, `options`, `lib`, `pkgs`, `hostPkgs`), or a path to either, with `imports`, and
+    # its definitions at the top or under `config`. Every definition must be of an option the
+    # revision declares (testing-options.nix), of its type; mkIf, mkDefault and mkForce are
+    # looked through. The stub then flattens the modules (later attributes win, the lists of
     # extraPythonPackages are kept apart in `pythonPackageSets`), evaluates no node, and records
     # the result as `test`; the driver's name carries the test's, as nixos/lib/testing/driver.nix's.
     testers.runNixOSTest = module:
       let
         load = m: if builtins.isPath m then load (import m)
-          else if builtins.isFunction m then m { inherit lib; pkgs = final; config = { }; hostPkgs = final; }
+          else if builtins.isFunction m then m { inherit lib; inherit (testing) options; pkgs = final; config = test; hostPkgs = final; }
           else m;
         flatten = m: let value = load m; in
-          lib.concatMap flatten (value.imports or [ ]) ++ [ (removeAttrs value [ "imports" ]) ];
+          lib.concatMap flatten (value.imports or [ ]) ++ [ (definitions value) ];
+        definitions = value:
+          if value ? options then throw "stub runNixOSTest: a test module that declares options is not supported"
+          else if value ? config then value.config
+          else removeAttrs value [ "imports" "_file" "key" ];
         modules = flatten module;
-        test = lib.foldl' (merged: m: merged // m) { } modules;
+        test = lib.foldl' (merged: m: merged // m) { } (map resolve modules);
         pythonPackageSets = map (m: m.extraPythonPackages) (builtins.filter (m: m ? extraPythonPackages) modules);
+        # A definition as its option sees it: mkDefault/mkForce unwrapped, a false mkIf no definition.
+        unwrap = value:
+          if builtins.isAttrs value && value._type or null == "override" then unwrap value.content
+          else if builtins.isAttrs value && value._type or null == "if" then
+            (if value.condition then unwrap value.content else null)
+          else value;
+        resolve = lib.filterAttrs (_: value: unwrap value != null);
+        shown = lib.concatStringsSep ".";
+        where = "stub nixpkgs (${revision})";
+        check = path: declared: defined: builtins.all (name:
+          let
+            at = path ++ [ name ];
+            declaration = declared.${name} or null;
+            value = unwrap defined.${name};
+            elsewhere = testing.declaring at;
+          in
+          if value == null then true
+          else if declaration == null then
+            throw ("${where}: the test option `${shown at}' does not exist: the NixOS test framework of ${revision} "
+              + "does not declare it" + (if elsewhere == [ ] then "" else " (${lib.concatStringsSep ", " elsewhere} do)"))
+          else if testing.isOption declaration then
+            (if declaration.removed or false then throw "${where}: ${declaration.message} (${declaration.from})"
+             else if declaration.type.check value then true
+             else throw ("${where}: the test option `${shown at}' is not of type ${declaration.type.name} "
+               + "(${declaration.from}): it is a ${builtins.typeOf value}"))
+          else if builtins.isAttrs value then check at declaration value
+          else throw "${where}: `${shown at}' is a set of test options, not a ${builtins.typeOf value}"
+        ) (builtins.attrNames defined);
+        checked = builtins.all (check [ ] testing.options) modules;
       in
-      if !(test ? name) then throw "stub runNixOSTest: the test has no name" else {
-        config = { inherit (test) name; };
+      if !(test ? name) then throw "stub runNixOSTest: the test has no name"
+      else if !checked then throw "unreachable"
+      else {
+        # What runNixOSTest passes through as `config`: the test options as defined (merged).
+        config = test;
         # The driver derivation has the testScript as an attribute (nixos/lib/testing/driver.nix);
         # the stub's also keeps each extraPythonPackages definition (the option merges them).
         driver = drv "nixos-test-driver-${test.name}" { testScript = test.testScript or ""; inherit pythonPackageSets; };
         driverInteractive = drv "nixos-test-driver-${test.name}-interactive" { };
         nodes = test.nodes or { };
-        inherit test;
+        containers = test.containers or { };
+        inherit test revision;
       };
     callPackage = callWith final;
     writeText = name: text: drv name { inherit text; };
