@@ -17,6 +17,7 @@ packages=(
   e2fsprogs          # mke2fs -d: the image's ext4 disk
   kmod               # depmod for the image's kernel modules
   vde2               # vde_switch: one hub per VLAN
+  systemd-container  # systemd-nspawn: machines of kind "container"
   socat              # shell_interact / the interactive shell's terminal
   tesseract-ocr      # OCR: get_screen_text, get_screen_text_variants, wait_for_text
   tesseract-ocr-eng  # the English data tesseract reads with (not left to a Recommends)

@@ -65,6 +65,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("qemu-img", "qemu-utils", "creates each machine's qcow2 overlay", "run", show_version=True),
     Tool("vde_switch", "vde2", "one hub per VLAN", "run"),
     Tool("socat", "socat", "shell_interact and the interactive shell's terminal", "run", required=False),
+    Tool("systemd-nspawn", "systemd-container", "boots machines of kind \"container\"", "run", required=False),
     Tool("mmdebstrap", "mmdebstrap", "builds every image's root file system", "build"),
     Tool("mke2fs", "e2fsprogs", "writes the image's ext4 disk", "build"),
     Tool("dpkg-divert", "dpkg", "diverts update-initramfs while an image is built", "build"),

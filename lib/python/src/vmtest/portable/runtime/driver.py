@@ -28,6 +28,8 @@ from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.portable.runtime.checkpoints import CheckpointStore
+from vmtest.portable.runtime.container import NspawnMachine, new_container
+from vmtest.portable.runtime.container_net import ContainerNetwork, is_container
 from vmtest.portable.runtime.logger import CompositeLogger, ProgressLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.namespace import identifier
@@ -119,13 +121,18 @@ class Driver:
         self._timer: threading.Timer | None = None
         self._vlan_numbers = sorted({vlan for config in self.configs for vlan in config.vlans})
         self.vlans: list[VLan] = []
-        self.machines: list[QemuMachine] = []
+        self.machines: list[QemuMachine | NspawnMachine] = []
+        self.container_network: ContainerNetwork | None = None
         hosts = hosts_lines(self.configs)
         scripts_dir = self.tmp_dir / "start-scripts"
         try:
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.tmp_dir, self.logger) for nr in self._vlan_numbers]
+                self.container_network = ContainerNetwork.for_run(self.configs, self.logger)
             for config in self.configs:
+                if is_container(config):
+                    self.machines.append(new_container(self, config, boot_timeout))
+                    continue
                 script = write_start_script(config, hosts, scripts_dir)
                 self.machines.append(
                     QemuMachine(
@@ -156,6 +163,9 @@ class Driver:
             for machine in self.machines:
                 machine.checkpoint_store = self.checkpoints
         for config, machine in zip(self.configs, self.machines, strict=True):
+            if is_container(config):
+                self.logger.info(f"{config.name}: {config.arch} container (systemd-nspawn)")
+                continue
             accel = config.accelerator
             machine.accelerator_reason = f"{accel.name}: {accel.reason}"
             self.logger.info(f"{config.name}: {config.arch} guest, accelerator {accel.name.upper()} ({accel.reason})")
@@ -210,6 +220,8 @@ class Driver:
                     vlan.stop()
                 except Exception as error:
                     self.logger.error(f"stopping vlan{vlan.nr}: {error}")
+            if self.container_network is not None:
+                self.container_network.stop()
             # Each artifact is written on its own: one that fails (a full disk) does not stop the others.
             self._write_artifact("serial logs (redacted again with every declared value)", self._redact_console_logs)
             self._write_artifact(f"run record {self.out_dir / 'vmtest-run.json'}", self._write_run_record)
@@ -251,8 +263,9 @@ class Driver:
             "machines": {
                 config.name: {
                     "arch": config.arch,
-                    "accelerator": config.accelerator.name,
-                    "accelerator_reason": config.accelerator.reason,
+                    "kind": config.kind,
+                    "accelerator": "none" if is_container(config) else config.accelerator.name,
+                    "accelerator_reason": None if is_container(config) else config.accelerator.reason,
                     "image": str(config.image.directory),
                     "recipe": str(config.image.recipe.path),
                     "kernel": config.image.kernel_version,
@@ -276,8 +289,8 @@ class Driver:
             "test_script": self.test_script,
             "run_tests": self.run_tests,
             "machines": self.machines,
-            "machines_qemu": self.machines,
-            "machines_nspawn": [],
+            "machines_qemu": [machine for machine in self.machines if isinstance(machine, QemuMachine)],
+            "machines_nspawn": [machine for machine in self.machines if isinstance(machine, NspawnMachine)],
             "vlans": self.vlans,
             "driver": self,
             "log": self.logger,
@@ -362,7 +375,7 @@ class Driver:
     def start_all(self) -> None:
         """Start every machine in parallel; raises MachineError listing the ones that failed."""
         with self.logger.nested("start all VMs"):
-            failures = each_in_parallel(self.machines, QemuMachine.start, lambda machine: machine.name)
+            failures = each_in_parallel(self.machines, lambda machine: machine.start(), lambda machine: machine.name)
             if failures:
                 raise MachineError(
                     "failed to start: " + "; ".join(f"{name}: {error}" for name, error in failures.items())

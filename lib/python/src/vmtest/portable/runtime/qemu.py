@@ -32,6 +32,7 @@ class MachineConfig:
     memory_mb: int | None = None
     cores: int | None = None
     boot_nice: int = 0
+    kind: str = "vm"  # or "container" (container.NspawnMachine)
     extra_kernel_params: tuple[str, ...] = field(default_factory=tuple)
 
     @property

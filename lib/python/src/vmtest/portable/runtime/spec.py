@@ -4,7 +4,8 @@ Either ``name=recipe.toml[,name=recipe.toml…]`` (repeatable), a bare
 ``recipe.toml`` (the machine takes the recipe's name), or a TOML file with
 ``[machines.<name>]`` tables (``recipe``, ``vlans``, ``memory_mb``, ``cores``,
 ``boot_nice``: the nice value QEMU boots at until the testScript first needs the
-machine, so that it boots in the CPU time the other machines leave idle).
+machine, so that it boots in the CPU time the other machines leave idle; ``kind``:
+``"vm"``, the default, or ``"container"``, the same image booted by systemd-nspawn).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vmtest.errors import RecipeError
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
 from vmtest.portable.image.recipe import Recipe, check_vm_value, load_recipe
+from vmtest.portable.runtime.container_net import check_kind, check_vlans
 from vmtest.portable.runtime.qemu import MachineConfig
 from vmtest.progress.events import Emit
 
@@ -34,6 +36,7 @@ class MachineSpec:
     memory_mb: int | None = None
     cores: int | None = None
     boot_nice: int = 0
+    kind: str = "vm"
 
 
 def _check_name(name: str, origin: str) -> str:
@@ -55,7 +58,7 @@ def _from_table(path: Path) -> list[MachineSpec]:
         origin = f"machine spec {path}: machines.{name}"
         if not isinstance(table, dict) or "recipe" not in table:
             raise RecipeError(f"{origin}: needs a 'recipe' path")
-        unknown = set(table) - {"recipe", "vlans", "memory_mb", "cores", "boot_nice"}
+        unknown = set(table) - {"recipe", "vlans", "memory_mb", "cores", "boot_nice", "kind"}
         if unknown:
             raise RecipeError(f"{origin}: unknown keys {sorted(unknown)}")
         vlans = table.get("vlans", [1])
@@ -67,9 +70,10 @@ def _from_table(path: Path) -> list[MachineSpec]:
         boot_nice = table.get("boot_nice", 0)
         if not isinstance(boot_nice, int) or isinstance(boot_nice, bool) or not 0 <= boot_nice <= 19:
             raise RecipeError(f"{origin}: boot_nice must be a nice value 0-19, got {boot_nice!r}")
+        recipe = load_recipe(path.parent / table["recipe"])
         specs.append(MachineSpec(
-            _check_name(name, origin), load_recipe(path.parent / table["recipe"]), tuple(vlans),
-            table.get("memory_mb"), table.get("cores"), boot_nice,
+            _check_name(name, origin), recipe, tuple(vlans),
+            table.get("memory_mb"), table.get("cores"), boot_nice, check_kind(origin, table, recipe),
         ))
     return specs
 
@@ -96,6 +100,7 @@ def parse_machine_specs(values: list[str]) -> list[MachineSpec]:
         raise RecipeError("--machines: no machine given")
     if len(specs) > 254:
         raise RecipeError("--machines: at most 254 machines")
+    check_vlans(specs)
     return specs
 
 
@@ -121,5 +126,6 @@ def configure_machines(specs: list[MachineSpec], progress: Emit | None = None) -
         configs.append(MachineConfig(
             name=spec.name, image=image, accelerator=accelerator, number=number,
             vlans=spec.vlans, memory_mb=spec.memory_mb, cores=spec.cores, boot_nice=spec.boot_nice,
+            kind=spec.kind,
         ))
     return configs
