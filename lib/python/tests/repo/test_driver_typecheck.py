@@ -196,7 +196,7 @@ def _ty() -> str | None:
 def test_ty_accepts_every_testscript_when_installed(revision: str, tmp_path: Path) -> None:
     ty = _ty()
     if ty is None:
-        pytest.skip("ty is not installed (the dev extra has it: nixos-26.05's checker); mypy checked the same files above")
+        pytest.skip("ty is not installed (the dev extra has it: 26.05's checker); mypy checked the same files")
     stubs = driver_stubs.write_stubs(SURFACE, revision, tmp_path / "stubs")
     paths = []
     for path in SCRIPTS:
