@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps venv lint test test-unit e2e e2e-ts bench clean test-vm-x86_64 test-vm-aarch64 test-vm-all test-vm-ci
+.PHONY: deps venv lint test test-unit e2e e2e-ts e2e-containers bench clean test-vm-x86_64 test-vm-aarch64 test-vm-all test-vm-ci
 
 deps:
 	./scripts/install-system-deps.sh
@@ -44,6 +44,11 @@ e2e: deps venv
 ## pytest browser suite: the runner contract's second implementation (docs/browser-runner.md).
 e2e-ts:
 	$(MAKE) e2e E2E_MACHINES=e2e-test/machines-ts.toml E2E_OUT=out/e2e-ts
+
+## The same suite on systemd-nspawn containers of the same images (seconds instead of TCG boots;
+## no desktop screenshot, no checkpoint): what a machine without KVM runs while iterating.
+e2e-containers:
+	$(MAKE) e2e E2E_MACHINES=e2e-test/machines-containers.toml E2E_OUT=out/e2e-containers
 
 # The VM validation suites (seed 002): Nix when this Nix can build them, else the portable runtime.
 # scripts/test-vm decides first, and sets up the portable runtime (apt as root, the venv) only

@@ -194,6 +194,7 @@
             ]))
             pkgs.chromium # tests/repo/test_report_page.py opens report.html in it (VMTEST_CHROMIUM, or on PATH)
             pkgs.ruff
+            pkgs.ty # tests/repo/test_driver_typecheck.py: the checker nixos-26.05's driver runs on testScripts
             pkgs.shellcheck # tests/repo: the shell embedded in the .nix files
             pkgs.qemu
             pkgs.mmdebstrap

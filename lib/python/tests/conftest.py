@@ -31,7 +31,7 @@ signal.signal(signal.SIGTERM, _interrupt)
 
 
 def vm_processes() -> list[str]:
-    """Every live qemu-system or vde_switch process (to prove none is left behind).
+    """Every live qemu-system, vde_switch or systemd-nspawn process (to prove none is left behind).
 
     Zombies are dead already: they only wait for a parent (here, sometimes a PID 1
     that never reaps) and are not counted.
@@ -43,7 +43,7 @@ def vm_processes() -> list[str]:
         if len(fields) < 3:
             continue
         pid, stat, args = fields
-        if not stat.startswith("Z") and ("qemu-system" in args or "vde_switch" in args):
+        if not stat.startswith("Z") and any(name in args for name in ("qemu-system", "vde_switch", "systemd-nspawn")):
             live.append(f"{pid} {args}")  # not the state: R/S flips while a process lives
     return live
 

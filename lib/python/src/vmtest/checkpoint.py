@@ -45,7 +45,8 @@ def _checkpoint(name: str, machines: Sequence[Any], filename: str, line: int) ->
         raise ValueError(f"checkpoint {name!r}: the machines belong to different runs")
     if store is None:
         for machine in machines[:1]:
-            machine.log(f"checkpoint {name!r}: this driver keeps no checkpoints; the block runs")
+            machine.log(f"checkpoint {name!r}: no checkpoints for these machines (this driver keeps none, "
+                        "or a container is among them); the block runs")
         yield False
         return
     site = store.site(name, machines, filename, line)

@@ -252,7 +252,16 @@ def _dev_extra_in_nix_names() -> set[str]:
     for requirement in pyproject["project"]["optional-dependencies"]["dev"] + pyproject["project"]["dependencies"]:
         name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower()
         wanted.add(name)
-    return wanted - {"ruff"}  # ruff is pkgs.ruff in the devShell, not a Python package
+    return wanted - set(TOOLS)
+
+
+# Command-line tools of the dev extra that nixpkgs has as packages of their own, not Python modules.
+TOOLS = ("ruff", "ty")
+
+
+def _dev_shell_tools(flake: Path) -> set[str]:
+    names: list[str] = flake_eval.evaluate(flake, "map (p: p.name) outputs.devShells.x86_64-linux.default.packages")
+    return set(names) & set(TOOLS)
 
 
 def _dev_shell_python(flake: Path) -> set[str]:
@@ -265,6 +274,7 @@ def _dev_shell_python(flake: Path) -> set[str]:
 
 def test_the_dev_shell_has_what_make_test_imports() -> None:
     assert _dev_extra_in_nix_names() - _dev_shell_python(REPO) == set()
+    assert _dev_shell_tools(REPO) == set(TOOLS)
 
 
 def test_a_dev_shell_without_pyyaml_is_found(tmp_path: Path) -> None:
@@ -272,5 +282,12 @@ def test_a_dev_shell_without_pyyaml_is_found(tmp_path: Path) -> None:
     flake = copy / "flake.nix"
     flake.write_text(flake.read_text().replace("ps.pyyaml\n", "\n"))
     assert _dev_extra_in_nix_names() - _dev_shell_python(copy) == {"pyyaml"}
+
+
+def test_a_dev_shell_without_ty_is_found(tmp_path: Path) -> None:
+    copy = tracked_copy(tmp_path / "repo")
+    flake = copy / "flake.nix"
+    flake.write_text(flake.read_text().replace("            pkgs.ty ", "            "))
+    assert _dev_shell_tools(copy) == {"ruff"}
 
 

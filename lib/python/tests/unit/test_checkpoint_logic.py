@@ -105,7 +105,8 @@ def test_without_a_store_the_block_runs() -> None:
     with checkpoint("a", [machine]) as resumed:
         ran = True
     assert ran and resumed is False
-    assert machine.logged == ["checkpoint 'a': this driver keeps no checkpoints; the block runs"]
+    assert machine.logged == ["checkpoint 'a': no checkpoints for these machines (this driver keeps none, "
+                              "or a container is among them); the block runs"]
 
 
 class _Site:

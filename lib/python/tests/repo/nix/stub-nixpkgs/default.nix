@@ -122,7 +122,7 @@ let
     makeFontsConf = { fontDirectories }: drv "fonts.conf" { inherit fontDirectories; };
     playwright-test = drv "playwright-test" { meta.mainProgram = "playwright"; };
   } // lib.genAttrs [
-    "makeWrapper" "curl" "jq" "htop" "coreutils" "bash" "gnugrep" "gzip" "systemd" "openssh" "ruff"
+    "makeWrapper" "curl" "jq" "htop" "coreutils" "bash" "gnugrep" "gzip" "systemd" "openssh" "ruff" "ty"
     "qemu" "mmdebstrap" "vde2" "e2fsprogs" "nix-output-monitor" "shellcheck" "cpio" "iproute2" "procps"
     "nix" "chromium" "nodejs" "dejavu_fonts" "git" "tmux" "ripgrep" "gnumake" "gcc" "vim" "findutils"
   ] (name: drv name { });
