@@ -12,7 +12,7 @@ from pathlib import Path
 from vmtest import guest_results, health, logs, migrations
 from vmtest.checkpoint import checkpoint
 from vmtest.machine_api import copy_from_machine
-from vmtest.report import Report
+from vmtest.reporting.report import Report
 from vmtest.suites.web_stack import WebStack, web_stack_from
 
 out = Path(driver.out_dir)  # the driver's namespace

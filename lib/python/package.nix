@@ -45,7 +45,7 @@ buildPythonPackage {
   nativeCheckInputs = [ pytestCheckHook cpio procps ] ++ lib.optional stdenv.hostPlatform.isLinux iproute2;
   enabledTestPaths = [ "tests/unit" ];
   pythonImportsCheck = [
-    "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" "vmtest.guest_results"
+    "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.reporting.report" "vmtest.guest_results"
     "vmtest.progress.live" "vmtest.checkpoint"
   ];
   meta = {

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vmtest.errors import MigrationCheckFailed as MigrationCheckFailed  # its old home, for one release
 from vmtest.machine_api import Machine
 
 _FILE = re.compile(r"^(\d+)_(.+)\.(up|down)\.sql$")
@@ -29,10 +30,6 @@ _MIGRATE_ERROR = re.compile(
     r"migration failed: (?P<error>.+?) in line (?P<line>\d+): (?P<query>.*?) \(details: (?P<details>[^\n]*)\)",
     re.DOTALL,
 )
-
-
-class MigrationCheckFailed(AssertionError):
-    """A migration check did not hold; the message names the file, statement and error."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vmtest.checkpoint import checkpoint
-from vmtest.portable.runtime.checkpoints import (
+from vmtest.portable.runtime.checkpoint_store import (
     QEMU_STATE_MAGIC,
     Fingerprint,
     Stored,

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmtest.timeouts import format_seconds
+from vmtest.waiting import format_seconds
 
 # The scope of log sections that belong to no machine (subtests, the driver's own).
 SCRIPT_SCOPE = "test script"

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from vmtest.progress.events import Board, Event, Row, event_line
 from vmtest.progress.plain import stamp
-from vmtest.timeouts import format_seconds
+from vmtest.waiting import format_seconds
 
 
 def rows_table(rows: list[Row], spinner: Callable[[str], RenderableType]) -> RenderableType:
