@@ -46,7 +46,7 @@ buildPythonPackage {
   enabledTestPaths = [ "tests/unit" ];
   pythonImportsCheck = [
     "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.reporting.report" "vmtest.guest_results"
-    "vmtest.progress.live" "vmtest.checkpoint"
+    "vmtest.progress.live" "vmtest.checkpoint_block"
   ];
   meta = {
     description = "Helpers for NixOS test-driver testScripts, and a portable QEMU runtime";

@@ -1,4 +1,4 @@
-"""The names of a run's artifacts in its output directory: one list, read by the helpers that report
+"""Internal: The names of a run's artifacts in its output directory: one list, read by the helpers that report
 on a run (``vmtest.reporting``, the suites) and by the portable runtime that writes one.
 
 A name here is a contract with the Nix library too: lib/nix/test-with-artifacts.nix writes

@@ -1,4 +1,4 @@
-"""The helpers' verbs of the ``vmtest`` command: ``report`` (merge a CI job's suite runs) and
+"""Internal: The helpers' verbs of the ``vmtest`` command: ``report`` (merge a CI job's suite runs) and
 ``verdict`` (pass or fail on a Nix test's artifacts).
 
 They need no portable runtime: the Nix library runs ``python3 -m vmtest.cli verdict DIR``. The
@@ -72,10 +72,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def dispatch(top: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` with ``top`` and run the chosen verb's handler; returns its exit status."""
+    args = top.parse_args(argv)
     code: int = args.handler(args)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(parser(), argv)
 
 
 if __name__ == "__main__":

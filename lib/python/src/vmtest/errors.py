@@ -1,4 +1,4 @@
-"""Every failure vmtest raises, in one hierarchy: what failed the test, and what is not its fault.
+"""Internal: Every failure vmtest raises, in one hierarchy: what failed the test, and what is not its fault.
 
 A failed check is a ``CheckFailed``, an ``AssertionError``: the upstream driver (whose
 ``RequestedAssertionFailed`` is one too) and the portable runtime both report it as a test

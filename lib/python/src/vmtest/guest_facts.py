@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 from vmtest.machine_api import Machine
 
+__all__ = [
+    "CpuTimes", "accelerator_from_virt", "accelerator_of", "architecture", "detect_virt", "failed_units",
+    "kernel_release", "parse_analyze_time", "parse_cpu_times", "parse_systemd_duration"
+]
+
 # /proc/stat counts in USER_HZ, which the kernel ABI fixes at 100 on x86_64 and arm64.
 USER_HZ = 100
 TIME_PART = re.compile(r"(?:(\d+)min\s*)?(?:(\d+(?:\.\d+)?)(ms|s|us))?")

@@ -27,6 +27,10 @@ from vmtest.machine_api import Machine, run
 from vmtest.progress.events import Event, GuestResult
 from vmtest.waiting import Deadline, Timeout, WaitTimedOut, retry_or_raise, timed_out, until_changed
 
+__all__ = [
+    "DetachedWorkStopped", "Followed", "follow_results"
+]
+
 # Each look waits in the guest at most this long before going back to the host.
 SLICE_SECONDS = 10.0
 # ...and looks again at least this often when nothing woke it (the done file, the liveness check).

@@ -20,6 +20,10 @@ from typing import Any, TextIO
 from vmtest import guest_facts, logs
 from vmtest.machine_api import Machine
 
+__all__ = [
+    "collect", "rerun", "status", "tail"
+]
+
 
 def status(machines: Sequence[Machine], stream: TextIO | None = None) -> dict[str, dict[str, Any]]:
     """Print and return, per machine: up or not, system state and failed units (only asks machines that are up)."""

@@ -34,6 +34,11 @@ from vmtest.redaction import REDACTED as REDACTED
 from vmtest.redaction import Redactor as Redactor
 from vmtest.waiting import Timeout, to_seconds
 
+__all__ = [
+    "REDACTED", "CollectedLog", "LogSource", "Redactor", "collect_logs", "command", "copy_console_log",
+    "failure_bundle", "file", "journal", "journal_and_files", "journal_json", "standard_sources"
+]
+
 COMPRESS_OVER_BYTES = 10 * 1024 * 1024
 
 

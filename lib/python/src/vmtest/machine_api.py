@@ -1,4 +1,4 @@
-"""The part of the Machine API the helpers rely on, as a Protocol, and what differs by driver.
+"""Internal: The part of the Machine API the helpers rely on, as a Protocol, and what differs by driver.
 
 Helpers are duck-typed: the upstream driver's ``Machine`` (nixos-25.11), ``QemuMachine`` and
 ``NspawnMachine`` (2026) and this package's portable ``QemuMachine`` all satisfy ``Machine``,
@@ -37,6 +37,8 @@ MachineKind = Literal["vm", "container"]
 
 
 class Machine(Protocol):
+    """What every machine a helper takes has: the upstream driver's (VM or container) and the portable one's."""
+
     name: str
 
     # Read-only here, so an attribute or a property of any Path type satisfies them.

@@ -31,6 +31,12 @@ _MIGRATE_ERROR = re.compile(
     re.DOTALL,
 )
 
+__all__ = [
+    "Migration", "MigrationCheckFailed", "MigrationFailure", "MigrationReport", "Psql", "apply_file",
+    "apply_files", "check_applied", "check_extensions", "check_migrations", "check_rerun_is_noop",
+    "check_round_trip", "list_migrations"
+]
+
 
 @dataclass(frozen=True)
 class Migration:

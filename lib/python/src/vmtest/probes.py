@@ -1,4 +1,4 @@
-"""Shell probes any Linux guest can run (no netcat, no Python: bash, coreutils and ss), and HTTP
+"""Internal: Shell probes any Linux guest can run (no netcat, no Python: bash, coreutils and ss), and HTTP
 as the health waits see it: a bash HTTP/1.0 client, its probe script and what it observed.
 
 For plain ``http://`` URLs bash fetches by itself (``/dev/tcp``), so no process starts

@@ -1,4 +1,4 @@
-"""SSH between guests: a key login waited for, and scripts run over it as a user.
+"""Internal: SSH between guests: a key login waited for, and scripts run over it as a user.
 
 The client guest runs ``ssh``; nothing runs on the host. A wait gives up with ``waiting``'s
 timeout message and ssh's last error.

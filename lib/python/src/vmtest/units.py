@@ -1,4 +1,4 @@
-"""systemd units as the helpers see them: one ``systemctl show`` parser, observations, diagnostics.
+"""Internal: systemd units as the helpers see them: one ``systemctl show`` parser, observations, diagnostics.
 
 Everything here asks once and returns; the waits on units are in ``vmtest.health``.
 """

@@ -20,6 +20,11 @@ from datetime import timedelta
 # Re-exported: WaitTimedOut was defined here before vmtest.errors held every failure.
 from vmtest.errors import WaitTimedOut as WaitTimedOut
 
+__all__ = [
+    "Backoff", "Deadline", "Timeout", "WaitTimedOut", "format_seconds", "gave_up", "poll", "retry",
+    "retry_or_raise", "timed_out", "to_seconds", "to_whole_seconds"
+]
+
 # -- durations: what both driver generations take (int seconds until mid-2026, timedelta since,
 # nixpkgs #542374); helpers accept either and convert at the edge.
 Timeout = int | float | timedelta

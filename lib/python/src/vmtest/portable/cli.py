@@ -171,9 +171,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    code: int = args.handler(args)
-    return code
+    return helper_cli.dispatch(parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Progress events, and the board of what is running that every renderer keeps from them.
+"""Internal: Progress events, and the board of what is running that every renderer keeps from them.
 
 Sources (the image builder, the runtime's log sections and machines, the guest-results
 follower) emit events; the events carry no time: the source (``source.Progress``) hands each

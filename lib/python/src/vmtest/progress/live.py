@@ -1,4 +1,4 @@
-"""Progress as a live display on a terminal (rich): a row per machine or image, redrawn as time passes.
+"""Internal: Progress as a live display on a terminal (rich): a row per machine or image, redrawn as time passes.
 
 Steps and guest results print above the display as the same time-stamped lines the plain
 renderer writes, so the terminal keeps a record; the display itself is dropped at the end.

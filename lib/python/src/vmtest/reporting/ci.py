@@ -1,4 +1,4 @@
-"""CI outcomes: one JUnit file and summary for a job of several suite runs (``vmtest report DIR``),
+"""Internal: CI outcomes: one JUnit file and summary for a job of several suite runs (``vmtest report DIR``),
 and the verdict on a Nix test's artifacts (``vmtest verdict DIR``).
 
 Each run directory under DIR (one per architecture, e.g. ``out/vm/x86_64``) holds the

@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page of a run, from the data ``summary.json`` holds.
+"""Internal: ``report.html``: one self-contained page of a run, from the data ``summary.json`` holds.
 
 ``render`` takes a summary (``Report.summary()``'s shape, or ``vmtest report``'s merge of
 several) and the output directory, and returns the page: the outcome; the failed cases

@@ -1,4 +1,5 @@
-"""Reports built from what the run observed: JUnit XML, ``summary.json``, ``report.html`` and a coloured table.
+"""Internal: Reports built from what the run observed: JUnit XML, ``summary.json``, ``report.html`` and a coloured
+table.
 
 ``Report`` records a case per ``with report.case(name):`` block (start, duration,
 failure message), folds guest-side JUnit files (e.g. Playwright's) in as their

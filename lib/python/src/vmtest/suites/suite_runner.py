@@ -1,4 +1,4 @@
-"""A validation suite's run: every step a JUnit case, then the machines observed, their logs collected,
+"""Internal: A validation suite's run: every step a JUnit case, then the machines observed, their logs collected,
 the suite's reports written, and its timings merged into the performance record."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a validated VM must provide (``VmProfile``), and the expectations a flake gives for it.
+"""Internal: What a validated VM must provide (``VmProfile``), and the expectations a flake gives for it.
 
 What a flake expects of its own VM reaches the testScripts as JSON: vmtest's
 ``lib.<system>.vmValidation`` (lib/nix/vm-validation.nix) prepends

@@ -1,4 +1,5 @@
-"""Checkpoints in a testScript: resume booted machines instead of running the block that boots them.
+"""Internal: ``vmtest.checkpoint`` (re-exported by vmtest). Checkpoints in a testScript: resume booted
+machines instead of running the block that boots them.
 
     with checkpoint("stack-healthy", [server, client]) as resumed:
         if not resumed:
