@@ -9,10 +9,7 @@
 #   report.html
 from pathlib import Path
 
-from vmtest import guest_results, health, logs, migrations
-from vmtest.checkpoint import checkpoint
-from vmtest.machine_api import copy_from_machine
-from vmtest.report import Report
+from vmtest import Report, checkpoint, copy_from_machine, guest_results, health, logs, migrations
 from vmtest.suites.web_stack import WebStack, web_stack_from
 
 out = Path(driver.out_dir)  # the driver's namespace

@@ -53,7 +53,7 @@ pkgs.runCommand name
     } // lib.optionalAttrs (test ? nodes) { inherit (test) nodes; };
   }
   ''
-    if ! ${python}/bin/python3 -m vmtest.portable.cli verdict ${artifacts}; then
+    if ! ${python}/bin/python3 -m vmtest.cli verdict ${artifacts}; then
       echo "${name}: this failed run stays in the Nix store and a later build would reuse it;" \
         "to run the test again: nix store delete ${artifacts} (remove any result link to it first)" >&2
       exit 1

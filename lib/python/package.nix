@@ -45,8 +45,8 @@ buildPythonPackage {
   nativeCheckInputs = [ pytestCheckHook cpio procps ] ++ lib.optional stdenv.hostPlatform.isLinux iproute2;
   enabledTestPaths = [ "tests/unit" ];
   pythonImportsCheck = [
-    "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.report" "vmtest.guest_results"
-    "vmtest.progress.live" "vmtest.checkpoint"
+    "vmtest" "vmtest.health" "vmtest.logs" "vmtest.migrations" "vmtest.reporting.report" "vmtest.guest_results"
+    "vmtest.progress.live" "vmtest.checkpoint_block"
   ];
   meta = {
     description = "Helpers for NixOS test-driver testScripts, and a portable QEMU runtime";

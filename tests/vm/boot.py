@@ -6,7 +6,7 @@
 # busy host's delay, not the guest's), within a budget scaled by accelerator and architecture.
 import os
 
-from vmtest.checkpoint import checkpoint
+from vmtest import checkpoint
 from vmtest.suites import vm_validation as vv
 
 # What is expected comes from the flake that runs this script (lib.<system>.vmValidation

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.portable.runtime.driver import Driver
-from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.spec import prepare_machines
 from vmtest.progress.events import Emit
 

@@ -21,11 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from vmtest.errors import DetachedWorkStopped as DetachedWorkStopped  # its old home, for one release
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.machine_api import Machine, run
 from vmtest.progress.events import Event, GuestResult
-from vmtest.timeouts import Timeout
-from vmtest.waiting import Deadline, WaitTimedOut, retry_or_raise, timed_out, until_changed
+from vmtest.waiting import Deadline, Timeout, WaitTimedOut, retry_or_raise, timed_out, until_changed
+
+__all__ = [
+    "DetachedWorkStopped", "Followed", "follow_results"
+]
 
 # Each look waits in the guest at most this long before going back to the host.
 SLICE_SECONDS = 10.0
@@ -33,10 +37,6 @@ SLICE_SECONDS = 10.0
 RELOOK_SECONDS = 5.0
 # Ends what the guest prints, so that a line still being written (no newline yet) shows as one.
 _END = "<vmtest-end>"
-
-
-class DetachedWorkStopped(RequestedAssertionFailed):
-    """The work stopped (its liveness check failed twice) without writing its done file."""
 
 
 @runtime_checkable

@@ -26,7 +26,8 @@ from typing import Any
 
 from vmtest import probes
 from vmtest.errors import HealthCheckFailed
-from vmtest.http_probe import (
+from vmtest.machine_api import Machine, run
+from vmtest.probes import (
     HttpObservation,
     JsonPredicate,
     body_problem,
@@ -35,10 +36,8 @@ from vmtest.http_probe import (
     native_target,
     parse_http_output,
 )
-from vmtest.machine_api import Machine, run
-from vmtest.timeouts import Timeout, format_seconds
 from vmtest.units import UnitObservation, parse_show, show_command, unit_diagnostics
-from vmtest.waiting import Backoff, Deadline, timed_out, until_changed, until_deadline
+from vmtest.waiting import Backoff, Deadline, Timeout, format_seconds, gave_up, timed_out, until_changed, until_deadline
 
 __all__ = [
     "CHAIN_BACKOFF", "DEFAULT_BACKOFF", "FORK_FREE_BACKOFF", "Backoff", "ChainResult", "HealthCheckFailed",
@@ -104,10 +103,8 @@ def wait_for_http(
                     return observation
                 problem += f" (HTTP {status}, body {observation.body[:300]!r})"
             if deadline.expired():
-                raise HealthCheckFailed(
-                    f"{machine.name}: {url} not healthy after {format_seconds(observation.elapsed)} "
-                    f"(timeout {format_seconds(deadline.limit)}, {attempts} attempts): {problem}"
-                )
+                raise HealthCheckFailed(gave_up(machine.name, f"{url} not healthy", observation.elapsed,
+                                                deadline.limit, f"{attempts} attempts") + f": {problem}")
             deadline.pause(backoff.maximum)
 
 
@@ -264,9 +261,8 @@ def wait_for_unit_chain(
                 states = ", ".join(f"{o.unit}: {o.state} ({o.result})" for o in observations)
                 waiting = next(o for o in observations if not o.ready)
                 raise HealthCheckFailed(
-                    f"{machine.name}: unit chain {chain} not up after {format_seconds(deadline.elapsed())} "
-                    f"(timeout {format_seconds(deadline.limit)}); states: {states}\n"
-                    + unit_diagnostics(machine, waiting.unit)
+                    gave_up(machine.name, f"unit chain {chain} not up", deadline.elapsed(), deadline.limit)
+                    + f"; states: {states}\n" + unit_diagnostics(machine, waiting.unit)
                 )
     if check_order:
         for earlier, later in itertools.pairwise(observations):

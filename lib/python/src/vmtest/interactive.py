@@ -17,8 +17,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
-from vmtest import logs, units
+from vmtest import guest_facts, logs
 from vmtest.machine_api import Machine
+
+__all__ = [
+    "collect", "rerun", "status", "tail"
+]
 
 
 def status(machines: Sequence[Machine], stream: TextIO | None = None) -> dict[str, dict[str, Any]]:
@@ -30,7 +34,7 @@ def status(machines: Sequence[Machine], stream: TextIO | None = None) -> dict[st
         entry: dict[str, Any] = {"up": is_up}
         if is_up:
             _, state = machine.execute("systemctl is-system-running 2>/dev/null || true")
-            entry.update(state=state.strip(), failed_units=units.failed_units(machine))
+            entry.update(state=state.strip(), failed_units=guest_facts.failed_units(machine))
         result[machine.name] = entry
         details = f"{entry.get('state', '-')}, failed: {', '.join(entry.get('failed_units', [])) or 'none'}"
         stream.write(f"{machine.name:<16} {'up' if is_up else 'down':<5} {details if is_up else ''}\n")

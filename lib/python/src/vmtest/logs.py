@@ -32,7 +32,12 @@ from vmtest.machine_api import Machine, UnsupportedOnMachine, require_method, ru
 # Re-exported: testScripts name it logs.Redactor.
 from vmtest.redaction import REDACTED as REDACTED
 from vmtest.redaction import Redactor as Redactor
-from vmtest.timeouts import Timeout, to_seconds
+from vmtest.waiting import Timeout, to_seconds
+
+__all__ = [
+    "REDACTED", "CollectedLog", "LogSource", "Redactor", "collect_logs", "command", "copy_console_log",
+    "failure_bundle", "file", "journal", "journal_and_files", "journal_json", "standard_sources"
+]
 
 COMPRESS_OVER_BYTES = 10 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The part of the Machine API the helpers rely on, as a Protocol, and what differs by driver.
+"""Internal: The part of the Machine API the helpers rely on, as a Protocol, and what differs by driver.
 
 Helpers are duck-typed: the upstream driver's ``Machine`` (nixos-25.11), ``QemuMachine`` and
 ``NspawnMachine`` (2026) and this package's portable ``QemuMachine`` all satisfy ``Machine``,
@@ -20,13 +20,13 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from vmtest.errors import MachineError
-from vmtest.timeouts import Timeout, to_whole_seconds
+from vmtest.waiting import Timeout, to_whole_seconds
 
 # Upstream class names, by what kind of node they drive.
 CONTAINER_CLASSES = frozenset({"NspawnMachine"})
@@ -37,6 +37,8 @@ MachineKind = Literal["vm", "container"]
 
 
 class Machine(Protocol):
+    """What every machine a helper takes has: the upstream driver's (VM or container) and the portable one's."""
+
     name: str
 
     # Read-only here, so an attribute or a property of any Path type satisfies them.
@@ -74,6 +76,40 @@ class HasConsoleLog(Protocol):
     """A machine with a serial console the host keeps (every VM; no container)."""
 
     def get_console_log(self) -> str: ...
+
+
+# -- what only some runtimes have (the portable one): optional, asked with isinstance ----------------
+
+
+@runtime_checkable
+class ExplainsAccelerator(Protocol):
+    """A machine that says why the host gave it its accelerator (``kvm: /dev/kvm is usable``); None:
+    it does not know. The guest itself only sees which one it got."""
+
+    accelerator_reason: str | None
+
+
+class CheckpointSite(Protocol):
+    """Where a checkpoint stands: its name and machines, and the testScript text that leads to it."""
+
+    def resume(self) -> bool: ...
+
+    def save(self) -> None: ...
+
+    def left(self) -> None: ...
+
+
+class CheckpointSites(Protocol):
+    """A run's checkpoint store, as ``vmtest.checkpoint`` uses it."""
+
+    def site(self, name: str, machines: Sequence[Any], filename: str, line: int) -> CheckpointSite: ...
+
+
+@runtime_checkable
+class KeepsCheckpoints(Protocol):
+    """A machine whose run keeps checkpoints: its run's store (None: this run keeps none)."""
+
+    checkpoint_store: CheckpointSites | None
 
 
 class UnsupportedOnMachine(MachineError):

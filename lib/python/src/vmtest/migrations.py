@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vmtest.errors import MigrationCheckFailed as MigrationCheckFailed  # its old home, for one release
 from vmtest.machine_api import Machine
 
 _FILE = re.compile(r"^(\d+)_(.+)\.(up|down)\.sql$")
@@ -30,9 +31,11 @@ _MIGRATE_ERROR = re.compile(
     re.DOTALL,
 )
 
-
-class MigrationCheckFailed(AssertionError):
-    """A migration check did not hold; the message names the file, statement and error."""
+__all__ = [
+    "Migration", "MigrationCheckFailed", "MigrationFailure", "MigrationReport", "Psql", "apply_file",
+    "apply_files", "check_applied", "check_extensions", "check_migrations", "check_rerun_is_noop",
+    "check_round_trip", "list_migrations"
+]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Secret redaction: the one path every artifact and message vmtest writes goes through.
+"""Internal: Secret redaction: the one path every artifact and message vmtest writes goes through.
 
 A ``Redactor`` holds the values a testScript declares (``add``, ``add_env_file``)
 and a few patterns for common shapes of secrets. The portable runtime's driver

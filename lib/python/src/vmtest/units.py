@@ -1,4 +1,4 @@
-"""systemd units as the helpers see them: one ``systemctl show`` parser, observations, diagnostics.
+"""Internal: systemd units as the helpers see them: one ``systemctl show`` parser, observations, diagnostics.
 
 Everything here asks once and returns; the waits on units are in ``vmtest.health``.
 """
@@ -100,12 +100,6 @@ def observe_units(machine: Machine, units: Sequence[str],
     return parse_show(machine, units, status, output)
 
 
-def failed_units(machine: Machine) -> list[str]:
-    """The names of the units systemd reports as failed."""
-    _, output = machine.execute("systemctl list-units --failed --plain --no-legend --no-pager | awk '{print $1}'")
-    return output.split()
-
-
 def unit_diagnostics(machine: Machine, unit: str, journal_lines: int = 40) -> str:
     """``systemctl status``, the last journal lines and ``systemd-analyze critical-chain`` of ``unit``."""
     quoted = shlex.quote(unit)
@@ -117,14 +111,3 @@ def unit_diagnostics(machine: Machine, unit: str, journal_lines: int = 40) -> st
         f"--- journalctl -u {unit} (last {journal_lines} lines)\n{journal.rstrip()}\n"
         f"--- systemd-analyze critical-chain {unit}\n{chain.rstrip()}"
     )
-
-
-def detect_virt(machine: Machine) -> str:
-    """What ``systemd-detect-virt`` says in the guest (``kvm``, ``qemu``, …; empty for none)."""
-    _, virt = machine.execute("systemd-detect-virt 2>/dev/null || true")
-    return virt.strip()
-
-
-def accelerator_from_virt(virt: str, unknown: str) -> str:
-    """The accelerator ``systemd-detect-virt`` implies: kvm, tcg (it says ``qemu``), else its answer or ``unknown``."""
-    return {"kvm": "kvm", "qemu": "tcg"}.get(virt, virt or unknown)

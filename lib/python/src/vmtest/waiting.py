@@ -1,4 +1,4 @@
-"""The one way to wait: clocks, sleeps, backoff, deadlines and the timeout message.
+"""The one way to wait: durations, clocks, sleeps, backoff, deadlines and the timeout message.
 
 Guest side, bash that never forks while it waits (under TCG a process start costs
 0.1-0.3 s, which would be most of the readiness latency): ``vmtest_clock``,
@@ -10,13 +10,48 @@ portable runtime alike, is a thin caller of this module.
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from vmtest.errors import RequestedAssertionFailed
-from vmtest.timeouts import Timeout, format_seconds, to_seconds
+# Re-exported: WaitTimedOut was defined here before vmtest.errors held every failure.
+from vmtest.errors import WaitTimedOut as WaitTimedOut
+
+__all__ = [
+    "Backoff", "Deadline", "Timeout", "WaitTimedOut", "format_seconds", "gave_up", "poll", "retry",
+    "retry_or_raise", "timed_out", "to_seconds", "to_whole_seconds"
+]
+
+# -- durations: what both driver generations take (int seconds until mid-2026, timedelta since,
+# nixpkgs #542374); helpers accept either and convert at the edge.
+Timeout = int | float | timedelta
+
+
+def to_seconds(timeout: Timeout) -> float:
+    """Return ``timeout`` in seconds; raises ValueError for negative values."""
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"timeout must be a non-negative duration, got {timeout!r}")
+    return seconds
+
+
+def to_whole_seconds(timeout: Timeout) -> int:
+    """Return ``timeout`` rounded up to whole seconds (what guest ``timeout(1)`` takes)."""
+    return max(1, math.ceil(to_seconds(timeout)))
+
+
+def format_seconds(seconds: float) -> str:
+    """Format a duration for humans: ``0.42 s``, ``12.3 s`` or ``4 min 05 s``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
 
 # Bash: vmtest_clock sets $vmtest_now to the milliseconds since the epoch, without forking.
 CLOCK_SHELL = "vmtest_clock() { vmtest_now=$(( ${EPOCHREALTIME/[.,]/} / 1000 )); }; "
@@ -128,15 +163,6 @@ class Deadline:
         time.sleep(min(seconds, self.remaining()))
 
 
-class WaitTimedOut(RequestedAssertionFailed):
-    """``retry`` ran out of time; the wait's own failures are other exceptions, so callers tell them apart."""
-
-    def __init__(self, elapsed: float, limit: float) -> None:
-        super().__init__(f"action timed out after {format_seconds(elapsed)} (timeout={format_seconds(limit)})")
-        self.elapsed = elapsed
-        self.limit = limit
-
-
 def poll(check: Callable[[bool], object], deadline: Deadline, *, interval: float = 1.0,
          last_try: bool = True) -> bool:
     """Call ``check(last_try)`` every ``interval`` s until it is truthy or ``deadline`` passes.
@@ -176,9 +202,14 @@ def retry_or_raise(fn: Callable[[bool], object], timeout: Timeout,
         raise failure(timed_out) from None
 
 
-def timed_out(name: str, description: str, elapsed: float, limit: float, detail: str = "") -> str:
-    """The timeout message every wait uses: machine, target, elapsed and timeout (``detail`` inside
-    the parentheses, e.g. the attempt count)."""
+def gave_up(name: str, what: str, elapsed: float, limit: float, detail: str = "") -> str:
+    """The message of a wait that gave up: ``{name}: {what} after {elapsed} (timeout {limit}, {detail})``;
+    ``what`` says what did not happen (``unit chain a -> b not up``), ``detail`` goes inside the
+    parentheses (e.g. the attempt count). Every wait's timeout message is one of these."""
     extra = f", {detail}" if detail else ""
-    return (f"{name}: timed out waiting for {description} after {format_seconds(elapsed)} "
-            f"(timeout {format_seconds(limit)}{extra})")
+    return f"{name}: {what} after {format_seconds(elapsed)} (timeout {format_seconds(limit)}{extra})"
+
+
+def timed_out(name: str, description: str, elapsed: float, limit: float, detail: str = "") -> str:
+    """The timeout message of a wait for ``description``: machine, target, elapsed and timeout."""
+    return gave_up(name, f"timed out waiting for {description}", elapsed, limit, detail)

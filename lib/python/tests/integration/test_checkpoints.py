@@ -24,7 +24,7 @@ MINIMAL = RECIPES / "minimal.toml"
 
 SCRIPT = """\
 import os
-from vmtest.checkpoint import checkpoint
+from vmtest import checkpoint
 
 with checkpoint("booted", [machine]) as resumed:
     if not resumed and os.environ.get("VMTEST_TEST_BOOT", "1") == "1":

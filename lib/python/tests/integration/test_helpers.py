@@ -19,10 +19,10 @@ import pytest
 
 from vmtest import health, interactive, logs, migrations
 from vmtest.portable.runtime.driver import Driver
-from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.spec import prepare_machines
-from vmtest.report import Report
+from vmtest.reporting.report import Report
 
 from ..conftest import RECIPES
 

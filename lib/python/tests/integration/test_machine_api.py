@@ -17,7 +17,7 @@ import pytest
 
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.portable.runtime.driver import Driver
-from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger, TerminalLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.spec import prepare_machines
 

@@ -31,7 +31,7 @@ import pytest
 
 from vmtest.guest_results import parse_result
 from vmtest.portable.image.recipe import load_recipe
-from vmtest.report import Report
+from vmtest.reporting.report import Report
 
 from .repo_checks import REPO
 from .test_result_stream import run_plugin

@@ -39,7 +39,7 @@ from datetime import timedelta
 
 from vmtest import health, logs
 from vmtest.machine_api import copy_from_machine, driver_timeout
-from vmtest.report import Report
+from vmtest.reporting.report import Report
 
 start_all()
 box.wait_for_unit("multi-user.target", timeout=driver_timeout(box, timedelta(minutes=2), "wait_for_unit"))

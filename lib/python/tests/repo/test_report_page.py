@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from vmtest import ci_report
-from vmtest.report import Report
+from vmtest.reporting import ci as ci_report
+from vmtest.reporting.report import Report
 
 # Debian's package (scripts/install-system-deps.sh), or the devShell's on PATH.
 CHROMIUM = os.environ.get("VMTEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -65,13 +65,13 @@ def _start_script(config: Any, hosts: str, directory: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from vmtest.portable import cli
+    from vmtest.portable import cli, run_command
     from vmtest.portable.runtime import driver
 
     # Not under nohup: a test process may ignore SIGHUP (a child inherits that), vmtest's runs do not.
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    cli.configure_machines = _configure  # type: ignore[assignment]
-    cli._preflight = lambda recipes, booting: True
+    run_command.configure_machines = _configure  # type: ignore[assignment]
+    run_command._preflight = lambda recipes, booting: True
     driver.write_start_script = _start_script  # type: ignore[assignment]
     if os.environ.get("FAKE_RUN_REPL") == "code":
         sys.modules["ptpython"] = None  # type: ignore[assignment]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.portable.runtime.driver import Driver
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.namespace import namespace_names
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from vmtest.checkpoint import checkpoint
-from vmtest.portable.runtime.checkpoints import (
+from vmtest import checkpoint
+from vmtest.portable.runtime.checkpoint_store import (
     QEMU_STATE_MAGIC,
     Fingerprint,
     Stored,

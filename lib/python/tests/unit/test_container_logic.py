@@ -15,17 +15,17 @@ from vmtest.machine_api import UnsupportedOnMachine, describe, machine_kind
 from vmtest.portable.accel import Accelerator
 from vmtest.portable.image.builder import Image
 from vmtest.portable.image.recipe import load_recipe
-from vmtest.portable.runtime.container import (
+from vmtest.portable.runtime.container import NspawnMachine
+from vmtest.portable.runtime.container_net import hosts_file, links, shared_vlans
+from vmtest.portable.runtime.driver_log import CompositeLogger
+from vmtest.portable.runtime.nspawn_command import (
     MOUNT_SCRIPT,
-    NspawnMachine,
     guest_command,
     host_pid,
     notify_fields,
     nspawn_argv,
     start_argv,
 )
-from vmtest.portable.runtime.container_net import hosts_file, links, shared_vlans
-from vmtest.portable.runtime.logger import CompositeLogger
 from vmtest.portable.runtime.qemu import MachineConfig
 from vmtest.portable.runtime.spec import parse_machine_specs
 

@@ -35,9 +35,8 @@ from vmtest.machine_api import (
     require_method,
     run,
 )
-from vmtest.report import Report
-from vmtest.timeouts import Timeout
-from vmtest.waiting import CLOCK_SHELL, retry, until_changed
+from vmtest.reporting.report import Report
+from vmtest.waiting import CLOCK_SHELL, Timeout, retry, until_changed
 
 from .api_surface import pinned
 from .fake_drivers import BASH, REVISIONS, Nixos2511, Nixos2605, NixosUnstable

@@ -15,7 +15,7 @@ import pytest
 from vmtest import logs
 from vmtest.portable.image.mounts import mounts_below
 from vmtest.portable.outdir import OutputDirError, check_file_target, prepare_output_dir
-from vmtest.portable.runtime.logger import CompositeLogger, JunitLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, JunitLogger
 from vmtest.portable.runtime.namespace import namespace_names, undefined_names
 from vmtest.portable.runtime.signals import RunSignals, Terminated, shielded
 from vmtest.redaction import REDACTED, Redactor, encoded_forms

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from vmtest import health, http_probe, logs, migrations, units
+from vmtest import health, logs, migrations, units
+from vmtest import probes as http_probe
 from vmtest.machine_api import driver_timeout
-from vmtest.report import Report
+from vmtest.reporting.report import Report
 
 from .host_shell import HostShellMachine
 

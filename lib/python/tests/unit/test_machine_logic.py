@@ -16,7 +16,7 @@ import pytest
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.portable.runtime import ocr
 from vmtest.portable.runtime.driver import Driver
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.progress.events import Event, GuestResult, MachineStarted, MachineStopped
 

@@ -20,7 +20,7 @@ import pytest
 
 from vmtest.errors import MachineError
 from vmtest.portable.runtime import backdoor
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 
 BASH = shutil.which("bash") or "bash-is-not-on-PATH"

@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from vmtest.portable import cli
-from vmtest.portable.runtime.logger import CompositeLogger, ProgressLogger, TerminalLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, ProgressLogger, TerminalLogger
 from vmtest.progress.events import (
     SCRIPT_SCOPE,
     Began,

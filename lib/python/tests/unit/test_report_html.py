@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import secret_forms
-from vmtest import ci_report, timeline
 from vmtest.health import ChainResult
 from vmtest.portable.runtime.monitor import ppm_to_png
 from vmtest.redaction import Redactor
-from vmtest.report import Report
-from vmtest.report_html import Case, case_artifacts, failed_first
+from vmtest.reporting import ci as ci_report
+from vmtest.reporting import timeline
+from vmtest.reporting.page import Case, case_artifacts, failed_first
+from vmtest.reporting.report import Report
 from vmtest.units import UnitObservation
 
 
@@ -161,7 +162,7 @@ def test_a_page_that_cannot_be_drawn_does_not_hide_the_run(tmp_path: Path, monke
     def broken(*_args: Any, **_kwargs: Any) -> str:
         raise KeyError("planted-secret-Zq81xK")
 
-    monkeypatch.setattr("vmtest.report.report_html.render", broken)
+    monkeypatch.setattr("vmtest.reporting.report.report_page.render", broken)
     report = Report(tmp_path, name="doomed", redactor=Redactor(["planted-secret-Zq81xK"]))
     with report.case("boots"):
         pass

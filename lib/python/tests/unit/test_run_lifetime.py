@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.portable.outdir import LOCK_NAME, OutputDirError, lock_output_dir, prepare_output_dir
+from vmtest.artifacts import OUTPUT_LOCK as LOCK_NAME
+from vmtest.portable.outdir import OutputDirError, lock_output_dir, prepare_output_dir
 from vmtest.portable.runtime import signals as run_signals
 from vmtest.portable.runtime.process import spawn, terminate_group
 from vmtest.portable.runtime.rundir import RunDir, sweep_stale_run_dirs

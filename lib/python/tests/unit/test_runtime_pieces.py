@@ -12,7 +12,7 @@ from vmtest.errors import RequestedAssertionFailed
 from vmtest.portable.accel import Accelerator
 from vmtest.portable.image.builder import Image
 from vmtest.portable.image.recipe import load_recipe
-from vmtest.portable.runtime.logger import JunitLogger
+from vmtest.portable.runtime.driver_log import JunitLogger
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, kernel_params, start_script
 from vmtest.waiting import once_a_second
 

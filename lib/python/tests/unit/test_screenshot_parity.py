@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vmtest.errors import MachineError
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 
 

@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 
 from vmtest.errors import PollingConditionError, RequestedAssertionFailed
-from vmtest.portable.runtime.logger import TerminalLogger
-from vmtest.portable.runtime.polling import PollingCondition
-from vmtest.timeouts import format_seconds, to_seconds, to_whole_seconds
-from vmtest.waiting import Backoff, Deadline, poll, retry, retry_or_raise, until_deadline
+from vmtest.portable.runtime.driver_log import TerminalLogger
+from vmtest.portable.runtime.polling_condition import PollingCondition
+from vmtest.waiting import (
+    Backoff,
+    Deadline,
+    format_seconds,
+    poll,
+    retry,
+    retry_or_raise,
+    to_seconds,
+    to_whole_seconds,
+    until_deadline,
+)
 
 
 def test_int_float_and_timedelta_are_accepted() -> None:

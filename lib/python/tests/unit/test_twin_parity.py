@@ -19,7 +19,7 @@ import pytest
 
 from vmtest import logs
 from vmtest.errors import RequestedAssertionFailed
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 
 from .host_shell import BASH, HostShellMachine

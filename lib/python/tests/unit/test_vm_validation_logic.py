@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmtest import ci_report
+from vmtest.reporting import ci as ci_report
 from vmtest.suites import vm_validation as vv
 
 

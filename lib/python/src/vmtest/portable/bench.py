@@ -28,11 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmtest.artifacts import PERFORMANCE_RECORD, RUN_RECORD
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
 from vmtest.portable.image.recipe import load_recipe
 from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
-from vmtest.portable.runtime.logger import CompositeLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.process import spawn
 from vmtest.portable.runtime.qemu import MachineConfig, write_start_script
@@ -228,7 +229,7 @@ def bench_vm_suites(machines_toml: Path, arch: str, log: Callable[[str], None]) 
         prepare_machines([str(machines_toml)])  # warm the images first: this times the suites, not builds
         returncode, stderr, wall = _timed_vmtest_run([*map(str, scripts), "--machines", str(machines_toml),
                                                       "--out", out], {"VMTEST_EXPECT_ARCH": arch})
-        perf_path = Path(out) / "vm-validation-perf.json"
+        perf_path = Path(out) / PERFORMANCE_RECORD
         performance = json.loads(perf_path.read_text()) if perf_path.is_file() else {}
     record: Record = {"passed": returncode == 0, "wall_s": round(wall, 1), "performance": performance}
     if returncode != 0:
@@ -273,7 +274,7 @@ def bench_e2e_checkpoint(script: Path, machines_toml: Path, log: Callable[[str],
             launched = time.time()
             returncode, stderr, wall = _timed_vmtest_run([str(script), "--machines", str(machines_toml),
                                                           "--out", out, *extra])
-            record = json.loads((Path(out) / "vmtest-run.json").read_text()).get("checkpoints") or {}
+            record = json.loads((Path(out) / RUN_RECORD).read_text()).get("checkpoints") or {}
             summary_path = Path(out) / "summary.json"
             summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         ended = (record.get("block_ended_at") or {}).get("stack-healthy")

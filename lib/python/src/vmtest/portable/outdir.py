@@ -25,10 +25,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-# What marks a directory as an earlier vmtest run's output.
-RUN_MARKERS = ("vmtest-run.json", "vmtest-junit.xml", "serial")
-PREVIOUS_SUFFIX = ".previous"
-LOCK_NAME = ".vmtest-lock"
+from vmtest.artifacts import OUTPUT_LOCK, RUN_MARKERS, previous_path
 
 
 class OutputDirError(ValueError):
@@ -50,18 +47,13 @@ def _check_writable(directory: Path) -> None:
         os.unlink(probe)
 
 
-def previous_path(out_dir: Path) -> Path:
-    """Where an earlier run's artifacts in ``out_dir`` are moved."""
-    return out_dir.with_name(out_dir.name + PREVIOUS_SUFFIX)
-
-
 class OutputLock:
     """This run's exclusive lock on its output directory (see the module's docstring); a context manager
     that releases it."""
 
     def __init__(self, directory: Path, descriptor: int, created: bool) -> None:
         self.directory = directory
-        self.path = directory / LOCK_NAME
+        self.path = directory / OUTPUT_LOCK
         self._descriptor: int | None = descriptor
         self._created = created
 
@@ -101,7 +93,7 @@ def lock_output_dir(out_dir: Path) -> OutputLock:
     """
     if (out_dir.exists() or out_dir.is_symlink()) and not out_dir.is_dir():
         raise OutputDirError(f"output directory {out_dir} is not a directory")
-    path = out_dir / LOCK_NAME
+    path = out_dir / OUTPUT_LOCK
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
@@ -134,7 +126,7 @@ def prepare_output_dir(out_dir: Path) -> Path | None:
         if not out_dir.is_dir():
             raise OutputDirError(f"output directory {out_dir} is not a directory")
         try:
-            entries = sorted(entry.name for entry in out_dir.iterdir() if entry.name != LOCK_NAME)
+            entries = sorted(entry.name for entry in out_dir.iterdir() if entry.name != OUTPUT_LOCK)
         except OSError as error:
             raise OutputDirError(f"output directory {out_dir} cannot be read: {_why(error)}") from None
         if entries:

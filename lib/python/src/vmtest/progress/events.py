@@ -1,4 +1,4 @@
-"""Progress events, and the board of what is running that every renderer keeps from them.
+"""Internal: Progress events, and the board of what is running that every renderer keeps from them.
 
 Sources (the image builder, the runtime's log sections and machines, the guest-results
 follower) emit events; the events carry no time: the source (``source.Progress``) hands each
@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmtest.timeouts import format_seconds
+from vmtest.waiting import format_seconds
 
 # The scope of log sections that belong to no machine (subtests, the driver's own).
 SCRIPT_SCOPE = "test script"

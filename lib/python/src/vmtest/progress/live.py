@@ -1,4 +1,4 @@
-"""Progress as a live display on a terminal (rich): a row per machine or image, redrawn as time passes.
+"""Internal: Progress as a live display on a terminal (rich): a row per machine or image, redrawn as time passes.
 
 Steps and guest results print above the display as the same time-stamped lines the plain
 renderer writes, so the terminal keeps a record; the display itself is dropped at the end.
@@ -19,7 +19,7 @@ from rich.text import Text
 
 from vmtest.progress.events import Board, Event, Row, event_line
 from vmtest.progress.plain import stamp
-from vmtest.timeouts import format_seconds
+from vmtest.waiting import format_seconds
 
 
 def rows_table(rows: list[Row], spinner: Callable[[str], RenderableType]) -> RenderableType:

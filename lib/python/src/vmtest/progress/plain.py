@@ -1,4 +1,4 @@
-"""Progress as time-stamped lines, for output that is no terminal (CI, Nix build logs, pipes).
+"""Internal: Progress as time-stamped lines, for output that is no terminal (CI, Nix build logs, pipes).
 
 Each step and guest result is a line; while work runs and the renderer has been quiet for
 ``quiet`` seconds, the next heartbeat prints what is still running and for how long. The

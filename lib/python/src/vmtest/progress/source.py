@@ -1,4 +1,4 @@
-"""The one source of progress events: it reads its clock once per event and hands the event to
+"""Internal: The one source of progress events: it reads its clock once per event and hands the event to
 every renderer, and beats once a second (``Heartbeat``) so that quiet renderers can speak.
 
 ``showing_progress`` opens one for a command: the live display when stderr is a terminal,

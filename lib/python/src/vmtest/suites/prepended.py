@@ -1,4 +1,4 @@
-"""What the Nix library prepends to a testScript: one variable holding a versioned JSON object.
+"""Internal: What the Nix library prepends to a testScript: one variable holding a versioned JSON object.
 
 ``vm_validation`` reads its expectations from ``VMTEST_EXPECTATIONS``, ``web_stack`` its stack
 from ``VMTEST_E2E``; both go through these two functions.

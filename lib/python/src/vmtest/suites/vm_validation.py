@@ -13,49 +13,56 @@ validates its own VM in a few lines of testScript::
 ``profile_for`` tells a NixOS guest (Home Manager, ``sshd.service``) from the
 Debian twin (``dotfiles-<user>.service``); everything else is the same check.
 
-What a flake expects of its own VM reaches the testScripts as JSON: vmtest's
-``lib.<system>.vmValidation`` (lib/nix/vm-validation.nix) prepends
-``VMTEST_EXPECTATIONS = "<json>"`` to tests/vm/*.py, and ``expected_profile`` reads it
-(``parse_expectations`` checks its keys and types). Without it (the portable runtime,
-``vmtest run tests/vm/boot.py``) the profile is this repository's VM, as before.
+The profile and the expectations a flake gives for it are ``vmtest.suites.vm_profile``'s, the
+suite runner ``vmtest.suites.suite_runner``'s, the guest facts ``vmtest.guest_facts``' and the
+SSH login ``vmtest.ssh``'s; this module names them all, as testScripts use them (``vv.…``).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import re
 import shlex
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from vmtest import logs
-from vmtest.machine_api import Machine, driver_timeout, run
-from vmtest.report import Report
-from vmtest.suites.prepended import prepended_text, versioned_object
-from vmtest.units import (
-    accelerator_from_virt,
-    detect_virt,
+from vmtest.errors import ValidationFailed
+from vmtest.guest_facts import (
+    CPU_TIMES_COMMAND,
+    CpuTimes,
+    accelerator_of,
+    architecture,
     failed_units,
-    observe_units,
-    parse_properties,
-    show_command,
-    unit_diagnostics,
+    kernel_release,
+    parse_analyze_time,
+    parse_cpu_times,
+    parse_systemd_duration,
 )
-from vmtest.waiting import Deadline, poll
+from vmtest.machine_api import Machine, driver_timeout, run
+from vmtest.ssh import SshFacts, ssh_command, wait_for_ssh_login
+from vmtest.suites.suite_runner import SuiteResult, record_performance, run_suite
+from vmtest.suites.vm_profile import (
+    BOOT_BUDGET_KVM_SECONDS,
+    DEFAULT_MANAGED_FILES,
+    EXPECTATIONS_VARIABLE,
+    EXPECTATIONS_VERSION,
+    ExpectationsError,
+    VmProfile,
+    expected_profile,
+    parse_expectations,
+    profile_for,
+)
+from vmtest.units import observe_units, parse_properties, show_command, unit_diagnostics
 
-# Files the user environment manages, relative to the home directory, and their exact
-# content: the same files on NixOS (Home Manager) and on the Debian twin (machines/dotfiles).
-DEFAULT_MANAGED_FILES: Mapping[str, str] = {
-    ".config/git/config": (
-        "[init]\n\tdefaultBranch = main\n[user]\n\temail = baleen@vm.invalid\n\tname = Baleen\n"
-    ),
-    ".vimrc": "set number\nset expandtab\nset shiftwidth=2\n",
-}
+__all__ = [
+    "BOOT_BUDGET_KVM_SECONDS", "CPU_TIMES_COMMAND", "DEFAULT_MANAGED_FILES", "EXPECTATIONS_VARIABLE",
+    "EXPECTATIONS_VERSION", "GIT_CONFIG", "TCG_SLOWDOWN", "BootFacts", "CpuTimes", "ExpectationsError",
+    "SshFacts", "SuiteResult", "ValidationFailed", "VmProfile", "accelerator_of", "boot_budget", "check_boot",
+    "check_dev_tools_over_ssh", "check_docker_runs_local_image", "check_name_resolution", "check_no_internet",
+    "check_services_active", "check_user_environment", "check_user_groups", "dev_tools_script", "dev_tools_title",
+    "expected_profile", "git_identity", "parse_analyze_time", "parse_cpu_times", "parse_expectations",
+    "parse_systemd_duration", "profile_for", "record_performance", "run_suite", "ssh_command",
+    "stolen_boot_seconds", "wait_for_ssh_login",
+]
+
 # Boot budgets: seconds to a finished boot under KVM, multiplied under TCG, which is
 # several times slower and slower still when it emulates another architecture.
 #
@@ -73,211 +80,16 @@ DEFAULT_MANAGED_FILES: Mapping[str, str] = {
 # one, so it errs toward failing), and only the boot's share of the guest's uptime of it is
 # credited (steal after the boot finished must not excuse the boot). TCG reports no steal: there
 # the wall time stands, as its multiplier (measured on an idle host) allows for.
-BOOT_BUDGET_KVM_SECONDS = 30.0
 TCG_SLOWDOWN = {"x86_64": 6.0, "aarch64": 8.0}
-# /proc/stat counts in USER_HZ, which the kernel ABI fixes at 100 on x86_64 and arm64.
-USER_HZ = 100
-TIME_PART = re.compile(r"(?:(\d+)min\s*)?(?:(\d+(?:\.\d+)?)(ms|s|us))?")
-
-
-class ValidationFailed(AssertionError):
-    """A validation check did not hold; the message names the machine, the check and what was seen."""
-
-
-@dataclass(frozen=True)
-class VmProfile:
-    """What the validated VM must provide.
-
-    ``activation_unit`` None: no unit activates the user environment (the files are still
-    checked); ``managed_root`` None: the managed files may be anything with the right content
-    (no link into a store). ``docker`` False: no container check (and no tiny rootfs needed).
-    """
-
-    user: str = "baleen"
-    arch: str | None = None
-    services: tuple[str, ...] = ("sshd.service", "docker.service")
-    user_groups: tuple[str, ...] = ("wheel", "docker")
-    tools: tuple[str, ...] = ("git", "vim", "make", "gcc", "ssh")
-    activation_unit: str | None = "home-manager-baleen.service"
-    managed_root: str | None = "/nix/store/"
-    managed_files: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MANAGED_FILES))
-    tiny_rootfs: str = "/etc/vmtest/tiny-rootfs.tar"
-    boot_budget_kvm_seconds: float = BOOT_BUDGET_KVM_SECONDS
-    docker: bool = True
-
-
-def profile_for(machine: Machine, *, user: str = "baleen", arch: str | None = None, **overrides: Any) -> VmProfile:
-    """The profile of ``machine``: Home Manager on NixOS (``/etc/NIXOS``), the dotfiles unit on Debian.
-
-    ``overrides`` are VmProfile fields; they win over what the flavour implies.
-    """
-    nixos = machine.execute("test -e /etc/NIXOS")[0] == 0
-    flavour: dict[str, Any] = {
-        "activation_unit": f"home-manager-{user}.service" if nixos else f"dotfiles-{user}.service",
-        "managed_root": "/nix/store/" if nixos else f"/usr/share/dotfiles/{user}/",
-    }
-    return VmProfile(user=user, arch=arch, **{**flavour, **overrides})
-
-
-# The testScript variable lib/nix/vm-validation.nix prepends: the expectations as JSON text.
-EXPECTATIONS_VARIABLE = "VMTEST_EXPECTATIONS"
-EXPECTATIONS_VERSION = 1
-
-
-class ExpectationsError(ValueError):
-    """The expectations JSON is malformed: the message names the key and what was wrong."""
-
-
-def _strings(key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: {key} must be a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _optional_string(key: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: {key} must be a string or null, got {value!r}")
-    return value
-
-
-def _managed_files(value: Any) -> dict[str, str]:
-    """``{path: {"text": content}}`` or ``{path: {"source": file}}``: the content, read now (a source is a
-    store path on the driver's host, in the testScript's closure)."""
-    if not isinstance(value, dict):
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files must be an object, got {value!r}")
-    files: dict[str, str] = {}
-    for relative, spec in value.items():
-        if not isinstance(spec, dict) or len(spec) != 1 or not ({"text", "source"} & set(spec)):
-            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files[{relative!r}] must be "
-                                    f'{{"text": …}} or {{"source": …}}, got {spec!r}')
-        if "text" in spec:
-            files[relative] = str(spec["text"])
-        else:
-            try:
-                files[relative] = Path(str(spec["source"])).read_text()
-            except OSError as error:
-                raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: managed_files[{relative!r}]: cannot read "
-                                        f"its source: {error}") from error
-    return files
-
-
-def parse_expectations(text: str) -> dict[str, Any]:
-    """VmProfile fields from the expectations JSON (version 1); raises ExpectationsError naming the key.
-
-    Keys: ``user`` (required), ``arch``, ``services``, ``groups``, ``tools``, ``docker``,
-    ``activation_unit``, ``managed_root``, ``managed_files``, ``boot_budget_kvm_seconds``.
-    """
-    data = versioned_object(text, EXPECTATIONS_VARIABLE, EXPECTATIONS_VERSION, ExpectationsError)
-    known = {"version", "user", "arch", "services", "groups", "tools", "docker", "activation_unit",
-             "managed_root", "managed_files", "boot_budget_kvm_seconds"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: unknown key(s) {', '.join(unknown)}")
-    if not isinstance(data.get("user"), str) or not data["user"]:
-        raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: user must be a non-empty string")
-    fields: dict[str, Any] = {"user": data["user"]}
-    if "arch" in data:
-        fields["arch"] = _optional_string("arch", data["arch"])
-    for key, name in (("services", "services"), ("groups", "user_groups"), ("tools", "tools")):
-        if key in data:
-            fields[name] = _strings(key, data[key])
-    if "docker" in data:
-        if not isinstance(data["docker"], bool):
-            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: docker must be true or false")
-        fields["docker"] = data["docker"]
-    for key in ("activation_unit", "managed_root"):
-        if key in data:
-            fields[key] = _optional_string(key, data[key])
-    if "managed_files" in data:
-        fields["managed_files"] = _managed_files(data["managed_files"])
-    if "boot_budget_kvm_seconds" in data:
-        budget = data["boot_budget_kvm_seconds"]
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-            raise ExpectationsError(f"{EXPECTATIONS_VARIABLE}: boot_budget_kvm_seconds must be a positive number")
-        fields["boot_budget_kvm_seconds"] = float(budget)
-    return fields
-
-
-def expected_profile(machine: Machine, namespace: Mapping[str, Any], *, arch: str | None = None) -> VmProfile:
-    """The profile the testScript was given (``VMTEST_EXPECTATIONS`` in its namespace), else this repository's.
-
-    ``arch`` is the fallback architecture (the portable make targets' ``VMTEST_EXPECT_ARCH``);
-    the expectations' own ``arch`` wins. The guest's flavour (NixOS or Debian) gives the
-    activation unit and the managed root unless the expectations name them.
-    """
-    text = prepended_text(namespace, EXPECTATIONS_VARIABLE, "expectations'", ExpectationsError)
-    if text is None:
-        return profile_for(machine, arch=arch)
-    fields = parse_expectations(text)
-    fields.setdefault("arch", arch)
-    return profile_for(machine, **fields)
 
 
 def _fail(machine: Machine, check: str, problem: str) -> ValidationFailed:
     return ValidationFailed(f"{machine.name}: {check}: {problem}")
 
 
-def parse_systemd_duration(text: str) -> float:
-    """Seconds in a systemd duration such as ``1min 2.5s``, ``850ms`` or ``12.001s``."""
-    total, matched = 0.0, False
-    for minutes, amount, unit in TIME_PART.findall(text.strip()):
-        if minutes:
-            total, matched = total + 60 * int(minutes), True
-        if amount:
-            total += float(amount) * {"ms": 1e-3, "us": 1e-6, "s": 1.0}[unit]
-            matched = True
-    if not matched:
-        raise ValueError(f"not a systemd duration: {text!r}")
-    return total
-
-
-def parse_analyze_time(output: str) -> dict[str, float]:
-    """The phases of ``systemd-analyze time`` (kernel, initrd, userspace, total) in seconds."""
-    first = output.strip().splitlines()[0] if output.strip() else ""
-    match = re.match(r"Startup finished in (.+?) = (.+)$", first)
-    if not match:
-        raise ValueError(f"unexpected systemd-analyze output: {output.strip()[:200]!r}")
-    phases = {name: parse_systemd_duration(amount)
-              for amount, name in re.findall(r"([\d.]+\w*(?:\s+[\d.]+\w*)?) \((\w+)\)", match.group(1))}
-    phases["total"] = parse_systemd_duration(match.group(2))
-    return phases
-
-
 def boot_budget(profile: VmProfile, accelerator: str, arch: str) -> float:
     """The boot-time budget for this accelerator and architecture."""
     return profile.boot_budget_kvm_seconds * (TCG_SLOWDOWN.get(arch, 8.0) if accelerator == "tcg" else 1.0)
-
-
-@dataclass(frozen=True)
-class CpuTimes:
-    """The guest's CPU time since its kernel started (/proc/stat's ``cpu`` line), in seconds summed over
-    its ``cpus`` vCPUs, and its ``uptime`` then."""
-
-    cpus: int
-    busy: float  # user, nice, system, irq, softirq (guest time is already in user and nice)
-    iowait: float
-    steal: float  # runnable, but the host ran something else
-    uptime: float
-
-
-# `cat /proc/uptime /proc/stat`: one command, one moment.
-CPU_TIMES_COMMAND = "cat /proc/uptime /proc/stat"
-
-
-def parse_cpu_times(output: str) -> CpuTimes:
-    """``CpuTimes`` from the output of ``CPU_TIMES_COMMAND``; raises ValueError on anything else."""
-    lines = output.strip().splitlines()
-    try:
-        uptime = float(lines[0].split()[0])
-        total = next(line.split()[1:] for line in lines[1:] if line.split()[:1] == ["cpu"])
-        ticks = [int(value) for value in total] + [0] * 8  # a field a kernel does not report counts 0
-    except (IndexError, StopIteration, ValueError) as error:
-        raise ValueError(f"not /proc/uptime and /proc/stat: {output.strip()[:200]!r}") from error
-    cpus = sum(1 for line in lines[1:] if re.match(r"cpu\d+\s", line))
-    if cpus == 0:
-        raise ValueError(f"/proc/stat lists no CPU: {output.strip()[:200]!r}")
-    user, nice, system, _idle, iowait, irq, softirq, steal = ticks[:8]
-    return CpuTimes(cpus, (user + nice + system + irq + softirq) / USER_HZ, iowait / USER_HZ, steal / USER_HZ, uptime)
 
 
 def stolen_boot_seconds(total: float, times: CpuTimes | None) -> float:
@@ -290,11 +102,6 @@ def stolen_boot_seconds(total: float, times: CpuTimes | None) -> float:
         return 0.0
     return (times.steal / times.cpus) * min(1.0, total / times.uptime)
 
-
-
-def accelerator_of(machine: Machine) -> str:
-    """``kvm`` or ``tcg`` as the guest sees it (``systemd-detect-virt``: qemu means TCG)."""
-    return accelerator_from_virt(detect_virt(machine), "none")
 
 
 @dataclass
@@ -322,7 +129,7 @@ def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) ->
     if failed:
         diagnostics = "\n".join(unit_diagnostics(machine, unit, journal_lines=15) for unit in failed[:3])
         raise _fail(machine, "systemctl --failed", f"{len(failed)} failed unit(s): {', '.join(failed)}\n{diagnostics}")
-    arch = machine.succeed("uname -m").strip()
+    arch = architecture(machine)
     if profile.arch is not None and arch != profile.arch:
         raise _fail(machine, "architecture", f"expected uname -m = {profile.arch}, the guest says {arch}")
     accelerator = accelerator_of(machine)
@@ -339,7 +146,7 @@ def check_boot(machine: Machine, profile: VmProfile, *, timeout: float = 900) ->
     total = phases["total"]
     stolen = stolen_boot_seconds(total, times)
     judged = total - stolen
-    facts = BootFacts(arch, machine.succeed("uname -r").strip(), accelerator, phases, budget,
+    facts = BootFacts(arch, kernel_release(machine), accelerator, phases, budget,
                       judged_seconds=round(judged, 3), stolen_seconds=round(stolen, 3), cpu=times)
     if judged > budget:
         cpu = (f"guest CPU busy {times.busy:.1f} s, iowait {times.iowait:.1f} s over {times.cpus} vCPU(s) "
@@ -448,44 +255,6 @@ def check_name_resolution(machine: Machine, peers: Iterable[str]) -> dict[str, s
     return addresses
 
 
-SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=10"
-
-
-def ssh_command(key: str, user: str, host: str, script: str) -> str:
-    """A shell command that runs ``script`` (any text) over SSH with ``key``; the script travels base64-encoded."""
-    encoded = base64.b64encode(script.encode()).decode()
-    return (f"ssh -i {shlex.quote(key)} {SSH_OPTIONS} -o LogLevel=ERROR {shlex.quote(f'{user}@{host}')} "
-            f"{shlex.quote(f'echo {encoded} | base64 -d | bash -l')}")
-
-
-@dataclass
-class SshFacts:
-    """The first successful key login: how long it was waited for, and the server's uptime then."""
-
-    waited_seconds: float
-    server_uptime_seconds: float
-
-
-def wait_for_ssh_login(client: Machine, server: Machine, user: str, key: str, *, timeout: float = 300) -> SshFacts:
-    """Retry an SSH key login from ``client`` to ``server`` until it works.
-
-    Raises ValidationFailed with ssh's last error when it never works.
-    """
-    deadline = Deadline(timeout)
-    last = ""
-
-    def logged_in(_last_try: bool) -> bool:
-        nonlocal last
-        status, output = client.execute(f"{ssh_command(key, user, server.name, 'id -un')} 2>&1")
-        last = f"exit {status}: {output.strip()[-400:]}"
-        return status == 0 and output.strip() == user
-
-    if not poll(logged_in, deadline, last_try=False):
-        raise _fail(client, f"ssh {user}@{server.name}", f"no key login after {timeout:.0f} s; last attempt: {last}")
-    uptime = float(server.succeed("cut -d' ' -f1 /proc/uptime").strip())
-    return SshFacts(round(deadline.elapsed(), 2), round(uptime, 2))
-
-
 GIT_CONFIG = ".config/git/config"
 
 
@@ -572,93 +341,3 @@ def check_dev_tools_over_ssh(client: Machine, host: str, profile: VmProfile, key
         raise _fail(client, f"dev tools on {host}", f"expected {expected} as the last lines; exit {status}, "
                                                     f"output: {output.strip()[-1200:]!r}")
     return lines
-
-
-@dataclass
-class SuiteResult:
-    name: str
-    seconds: float
-    failures: list[str]
-
-
-def run_suite(
-    name: str,
-    steps: Sequence[tuple[str, Callable[[], Any]]],
-    machines: Sequence[Machine],
-    out_dir: str | Path,
-    subtest: Callable[[str], AbstractContextManager[Any]] | None = None,
-) -> SuiteResult:
-    """Run every step (a JUnit case each, through the driver's ``subtest``), then always observe the
-    machines, collect logs, write ``<name>-junit.xml``/``<name>-summary.json``/``<name>-report.html``
-    and the performance record.
-
-    Later steps run even after a failure, so one run shows every broken check. Raises
-    ValidationFailed listing the failed steps, after everything is written.
-    """
-    out = Path(out_dir)
-    report = Report(out, name=f"vm-{name}")
-    started = time.monotonic()
-    failures: list[str] = []
-    results: dict[str, Any] = {}
-    try:
-        for title, step in steps:
-            try:
-                with report.step(title, subtest if subtest is not None else (lambda _: nullcontext())):
-                    value = step()
-                    if value is not None:
-                        results[title] = _plain(value)
-                        report.observe(title, value)
-            except AssertionError as failure:
-                failures.append(f"{title}: {str(failure).splitlines()[0] if str(failure) else type(failure).__name__}")
-    finally:
-        seconds = time.monotonic() - started
-        for machine in machines:
-            try:
-                report.observe_machine(machine)
-            except Exception as error:  # observing must never hide the suite's own failure
-                report.observe(f"{machine.name}_unobservable", str(error))
-            logs.collect_logs(machine, logs.standard_sources(), dest=f"logs/{name}/{machine.name}")
-        report.observe("suite_seconds", round(seconds, 2))
-        report.write(junit_name=f"{name}-junit.xml", summary_name=f"{name}-summary.json",
-                     html_name=f"{name}-report.html")
-        report.print_table()
-        record_performance(out, name, machines[0] if machines else None, seconds, results)
-    if failures:
-        raise ValidationFailed(f"suite {name}: {len(failures)} of {len(steps)} check(s) failed:\n  "
-                               + "\n  ".join(failures))
-    return SuiteResult(name, seconds, failures)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)
-    return value
-
-
-def record_performance(out: Path, suite: str, machine: Machine | None, seconds: float,
-                       results: Mapping[str, Any]) -> Path:
-    """Merge this suite's wall time and timings into ``<out>/vm-validation-perf.json``.
-
-    Per machine: architecture and accelerator, ``boot_seconds`` (systemd-analyze; with
-    ``boot_stolen_seconds`` of it the host's steal and ``boot_judged_seconds`` the budget judged),
-    ``ssh_ready_uptime_seconds`` (guest uptime at the first key login) and each
-    suite's wall time.
-    """
-    path = out / "vm-validation-perf.json"
-    record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    entry = record.setdefault(machine.name if machine is not None else "-", {"suites": {}})
-    if machine is not None and machine.is_up():
-        entry["arch"] = machine.execute("uname -m")[1].strip()
-        entry["accelerator"] = accelerator_of(machine)
-    entry["suites"][suite] = {"seconds": round(seconds, 2)}
-    for value in results.values():
-        if isinstance(value, dict) and "phases" in value:
-            entry["boot_seconds"] = value["phases"].get("total")
-            entry["boot_budget_seconds"] = value.get("budget_seconds")
-            # What the budget judged: boot_seconds less the host's steal of it.
-            entry["boot_judged_seconds"] = value.get("judged_seconds")
-            entry["boot_stolen_seconds"] = value.get("stolen_seconds")
-        if isinstance(value, dict) and "server_uptime_seconds" in value:
-            entry["ssh_ready_uptime_seconds"] = value["server_uptime_seconds"]
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return path

@@ -16,6 +16,10 @@ from typing import Any
 
 from vmtest.suites.prepended import prepended_text, versioned_object
 
+__all__ = [
+    "StackError", "WebStack", "parse_stack", "web_stack_from"
+]
+
 # The testScript variable lib/nix/web-stack-e2e.nix prepends: the stack as JSON text.
 STACK_VARIABLE = "VMTEST_E2E"
 STACK_VERSION = 1

@@ -13,7 +13,7 @@ import binascii
 import shlex
 import socket
 
-from vmtest.timeouts import Timeout, to_whole_seconds
+from vmtest.waiting import Timeout, to_whole_seconds
 
 MARKER = b"Spawning backdoor root shell..."
 STATUS_REQUEST = b"echo ${PIPESTATUS[0]}\n"

@@ -16,10 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.portable.runtime.logger import AbstractLogger
-from vmtest.timeouts import Timeout, format_seconds, to_seconds
+from vmtest.portable.runtime.driver_log import AbstractLogger
 from vmtest.units import parse_properties
-from vmtest.waiting import Deadline, WaitTimedOut, once_a_second, retry, retry_or_raise, timed_out
+from vmtest.waiting import (
+    Deadline,
+    Timeout,
+    WaitTimedOut,
+    format_seconds,
+    gave_up,
+    once_a_second,
+    retry,
+    retry_or_raise,
+    timed_out,
+    to_seconds,
+)
 
 # The runtime's waits go back to the host at least this often (seconds of guest tries).
 WAIT_SLICE_SECONDS = 10
@@ -206,8 +216,7 @@ class BaseMachine:
 
         def fail(reason: str) -> UnitFailed:
             return UnitFailed(
-                f"{self.name}: unit '{unit}' {reason} after {format_seconds(deadline.elapsed())} "
-                f"(timeout {format_seconds(deadline.limit)}); last state: "
+                gave_up(self.name, f"unit '{unit}' {reason}", deadline.elapsed(), deadline.limit) + "; last state: "
                 f"{last.get('ActiveState')}/{last.get('SubState')}, result {last.get('Result')}.\n"
                 f"journal of {unit}:\n{self._unit_journal(unit)}"
             )

@@ -39,41 +39,23 @@ from typing import Any, NoReturn
 from vmtest.errors import MachineError
 from vmtest.machine_api import UnsupportedOnMachine, describe
 from vmtest.portable.runtime.container_net import LOCALHOST, NetworkNamespace, hosts_file, write_file
-from vmtest.portable.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.driver_log import AbstractLogger
+from vmtest.portable.runtime.nspawn_command import (
+    BOOT_DEADLINE_SECONDS,
+    BOOTED,
+    GUEST_PATH,
+    HOST_GRACE_SECONDS,
+    NSPAWN_ENVIRONMENT,
+    guest_command,
+    host_pid,
+    notify_fields,
+    nspawn_argv,
+    start_argv,
+)
 from vmtest.portable.runtime.process import run_tied, spawn, terminate_group
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, MachineStarted, MachineStopped
-from vmtest.timeouts import Timeout, format_seconds, to_whole_seconds
-from vmtest.waiting import Deadline, poll
-
-# cgroup v1 hierarchies beside a unified one (this kind of host): nspawn is told to use the unified one.
-NSPAWN_ENVIRONMENT = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
-# The PATH systemd gives a service (the VM's backdoor.service); /etc/profile sets its own.
-GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The VM's backdoor.sh, line for line, minus the serial console plumbing: stderr goes to the console.
-PRELUDE = (
-    "export USER=root HOME=/root DISPLAY=:0.0; "
-    "if [[ -e /etc/profile ]]; then set +o nounset; source /etc/profile; fi; "
-    "export PAGER=; cd /tmp; exec 2>/dev/console; "
-)
-NSPAWN_RUN = "/run/systemd/nspawn"
-# Units of the image that are for a VM: the backdoor on /dev/hvc0 (execute needs none) and the
-# addresses from the kernel command line (the host sets them); masked by binding /dev/null.
-VM_ONLY_UNITS = ("backdoor.service", "vmtest-network.service")
-# Mounts in the container's private mount namespace, before nspawn starts: $1 the image, $2 the state dir.
-# nspawn's own files (/run/systemd/nspawn: propagation directories, image locks) go to a tmpfs there
-# too: where /run is no tmpfs (this kind of host), a SIGKILLed nspawn would leave them on the disk.
-MOUNT_SCRIPT = (
-    f'mkdir -p {NSPAWN_RUN} && mount -t tmpfs -o mode=0755 vmtest-nspawn {NSPAWN_RUN} && '
-    'mkdir -p "$2/lower" "$2/upper" "$2/work" "$2/root" && mount -o loop,ro "$1" "$2/lower" && '
-    'mount -t overlay overlay -o "lowerdir=$2/lower,upperdir=$2/upper,workdir=$2/work" "$2/root" && '
-    'shift 2 && exec "$@"'
-)
-# How long the host lets nsenter run past a command's guest timeout before it ends it (a frozen guest).
-HOST_GRACE_SECONDS = 30.0
-BOOT_DEADLINE_SECONDS = 120.0
-# basic.target: where the VM's backdoor.service starts (a service's default dependencies).
-BOOTED = "systemctl is-active basic.target"
+from vmtest.waiting import Deadline, Timeout, format_seconds, poll, to_whole_seconds
 
 NO_SCREEN = "a container has no screen, keyboard or virtual consoles (boot the machine as a VM)"
 NO_QEMU = "a container has no QEMU monitor or QMP (boot the machine as a VM)"
@@ -87,55 +69,6 @@ def _unsupported(method: str, why: str) -> Callable[..., NoReturn]:
     refuse.__name__ = refuse.__qualname__ = method
     refuse.__doc__ = f"Raises UnsupportedOnMachine: {why}."
     return refuse
-
-
-def nspawn_argv(name: str, machine_name: str, state_dir: Path, shared_dir: Path, files: dict[str, Path],
-                netns: str | None) -> list[str]:
-    """systemd-nspawn's command line: boot ``state_dir/root`` with ``files`` bound read-only over the
-    guest paths they name, the shared directory at /tmp/shared, in ``netns`` (else a private network)."""
-    argv = [
-        "systemd-nspawn", "--quiet", f"--directory={state_dir / 'root'}", f"--machine={machine_name}",
-        "--register=no", "--keep-unit", "--console=read-only", "--resolv-conf=off", "--timezone=off",
-        "--link-journal=no",
-        f"--network-namespace-path={netns}" if netns else "--private-network",
-        f"--bind={shared_dir}:/tmp/shared",
-        *(f"--bind-ro=/dev/null:/etc/systemd/system/{unit}" for unit in VM_ONLY_UNITS),
-        *(f"--bind-ro={source}:{target}" for target, source in sorted(files.items())),
-        "--boot", f"systemd.hostname={name}",
-    ]
-    return argv
-
-
-def start_argv(disk: Path, state_dir: Path, nspawn: list[str]) -> list[str]:
-    """The whole start command: nspawn as the first process of a new PID and mount namespace."""
-    return ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--",
-            "/bin/sh", "-c", MOUNT_SCRIPT, "sh", str(disk), str(state_dir), *nspawn]
-
-
-def guest_command(command: str, timeout: Timeout | None) -> str:
-    """The bash that runs ``command`` as the VM's backdoor would (see ``backdoor.command_line``)."""
-    inner = f"bash -c {shlex.quote('set -euo pipefail; ' + command)}"
-    return PRELUDE + "exec " + (f"timeout {to_whole_seconds(timeout)} {inner}" if timeout is not None else inner)
-
-
-def notify_fields(datagram: bytes) -> dict[str, str]:
-    """The ``KEY=value`` lines of an sd_notify datagram."""
-    fields = {}
-    for line in datagram.decode(errors="replace").splitlines():
-        key, separator, value = line.partition("=")
-        if separator:
-            fields[key] = value
-    return fields
-
-
-def host_pid(status: str, namespace_pid: int) -> bool:
-    """Whether a process's ``/proc/<pid>/status`` says it is ``namespace_pid`` one PID namespace down
-    (nspawn reports its container's leader as its own PID namespace numbers it)."""
-    for line in status.splitlines():
-        if line.startswith("NSpid:"):
-            numbers = line.split()[1:]
-            return len(numbers) > 1 and numbers[1] == str(namespace_pid)
-    return False
 
 
 def _children(pid: int) -> list[int]:

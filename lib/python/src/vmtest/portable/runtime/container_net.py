@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vmtest.errors import MachineError, RecipeError
-from vmtest.portable.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.driver_log import AbstractLogger
 from vmtest.portable.runtime.process import run_tied, spawn, terminate_group
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines
-from vmtest.timeouts import format_seconds
-from vmtest.waiting import Deadline, poll
+from vmtest.waiting import Deadline, format_seconds, poll
 
 CONTAINER = "container"
 KINDS = ("vm", CONTAINER)

@@ -2,7 +2,7 @@
 
 Whatever ends the run (success, a failed assertion, an exception, SIGINT,
 SIGTERM, SIGHUP, the global timeout), ``Driver.__exit__`` kills every QEMU and
-vde_switch it started, writes the JUnit report and ``vmtest-run.json`` and removes
+vde_switch it started, writes the JUnit report and the run's record (``RunRecord``) and removes
 its temporary directory. What ends it without a teardown (SIGKILL) takes QEMU and
 vde_switch with it (``process.spawn``), and the next ``vmtest run`` removes the
 temporary directory it left (``rundir``).
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import json
 import os
-import platform
 import shutil
 import threading
-import time
 import traceback
 import unittest
 from collections.abc import Callable, Iterator, Sequence
@@ -27,22 +24,22 @@ from types import TracebackType
 from typing import Any
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
-from vmtest.portable.runtime.checkpoints import CheckpointStore
+from vmtest.portable.runtime.checkpoint_store import CheckpointStore
 from vmtest.portable.runtime.container import NspawnMachine, new_container
 from vmtest.portable.runtime.container_net import ContainerNetwork, is_container
-from vmtest.portable.runtime.logger import CompositeLogger, ProgressLogger
+from vmtest.portable.runtime.driver_log import CompositeLogger, ProgressLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.namespace import identifier
 from vmtest.portable.runtime.parallel import each_in_parallel
-from vmtest.portable.runtime.polling import PollingCondition
+from vmtest.portable.runtime.polling_condition import PollingCondition
 from vmtest.portable.runtime.qemu import MachineConfig, hosts_lines, write_start_script
+from vmtest.portable.runtime.run_record import RunRecord
 from vmtest.portable.runtime.rundir import RunDir
 from vmtest.portable.runtime.signals import shielded
 from vmtest.portable.runtime.vlan import VLan
 from vmtest.progress.events import Emit
 from vmtest.redaction import Redactor
-from vmtest.timeouts import format_seconds
-from vmtest.waiting import retry
+from vmtest.waiting import format_seconds, retry
 
 # How long a machine may take from the testScript first needing it to its backdoor shell.
 BOOT_DEADLINE_KVM = 120.0
@@ -77,7 +74,7 @@ class Driver:
         out_dir: Path,
         logger: CompositeLogger,
         script_path: Path | None = None,
-        global_timeout: float = 3600,
+        global_timeout: float | None = None,
         keep_machine_state: bool = False,
         tmp_dir: Path | None = None,
         more_scripts: Sequence[Path] = (),
@@ -86,24 +83,28 @@ class Driver:
         progress: Emit | None = None,
         checkpoints: Path | None = None,
         fresh: bool = False,
+        record: RunRecord | None = None,
     ) -> None:
         self.tests = test_script
         self.script_path = script_path
         self.more_scripts = list(more_scripts)
         self.out_dir = out_dir
         self.logger = logger
-        self.global_timeout = global_timeout
         self.keep_machine_state = keep_machine_state
         self.configs = sorted(machines, key=lambda config: config.name)
         # One redaction path: every message, report and console log of this run goes through it;
         # the testScript declares values on the same object (Redactor.for_driver).
         self.redactor = redactor or Redactor()
         self.logger.redact = self.redactor.redact
+        # The run's record and outcome: the caller's (``vmtest run`` concludes it), else this driver's own.
+        self.record = record or RunRecord(out_dir, self.redactor)
+        if global_timeout is not None or record is None:
+            self.record.global_timeout = 3600 if global_timeout is None else global_timeout
+        self.record.details = self._record_details
         # The progress display: every log section is open work, machines say when they start and stop.
         self.progress = progress
         if progress is not None:
             self.logger.add(ProgressLogger(progress))
-        self.artifact_errors: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._own_tmp = tmp_dir is None
         # Locked while the run lives: the next run removes it if this one is killed.
@@ -114,10 +115,7 @@ class Driver:
         self.tmp_dir = tmp_dir
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.polling_conditions: list[PollingCondition] = []
-        self.timed_out = False
-        self.timed_out_while = ""
-        self.started_at = time.monotonic()
-        self.outcome = "not run"
+        self.checkpoints: CheckpointStore | None = None
         self._timer: threading.Timer | None = None
         self._vlan_numbers = sorted({vlan for config in self.configs for vlan in config.vlans})
         self.vlans: list[VLan] = []
@@ -154,7 +152,6 @@ class Driver:
             self.terminate()
             raise
         # vmtest.checkpoint's store: the run's testScripts by the filename they are compiled under.
-        self.checkpoints: CheckpointStore | None = None
         if checkpoints is not None:
             scripts = {script_filename(self.script_path): self.tests}
             scripts.update({str(path): path.read_text() for path in self.more_scripts})
@@ -176,6 +173,31 @@ class Driver:
                 self.logger.warning(
                     f"{config.name} runs under TCG software emulation: expect it to be several times slower"
                 )
+
+    # The run's state, as its record has it.
+    @property
+    def global_timeout(self) -> float:
+        return self.record.global_timeout
+
+    @property
+    def timed_out(self) -> bool:
+        return self.record.timed_out
+
+    @property
+    def timed_out_while(self) -> str:
+        return self.record.timed_out_while
+
+    @property
+    def outcome(self) -> str:
+        return self.record.outcome
+
+    @outcome.setter
+    def outcome(self, outcome: str) -> None:
+        self.record.conclude(outcome)
+
+    @property
+    def artifact_errors(self) -> list[str]:
+        return self.record.artifact_errors
 
     # -- context management ------------------------------------------------------------------
 
@@ -227,7 +249,7 @@ class Driver:
                 self.container_network.stop()
             # Each artifact is written on its own: one that fails (a full disk) does not stop the others.
             self._write_artifact("serial logs (redacted again with every declared value)", self._redact_console_logs)
-            self._write_artifact(f"run record {self.out_dir / 'vmtest-run.json'}", self._write_run_record)
+            self._write_artifact(f"run record {self.record.path}", self.record.write)
             self._write_artifact("the loggers' reports (JUnit)", self.logger.close)
         finally:
             if self._own_tmp and not self.keep_machine_state:
@@ -255,14 +277,9 @@ class Driver:
                 if redacted != text:
                     path.write_text(redacted)
 
-    def _write_run_record(self) -> None:
-        record = {
-            "outcome": self.outcome,
-            "duration_seconds": round(time.monotonic() - self.started_at, 2),
-            "global_timeout_seconds": self.global_timeout,
-            "timed_out": self.timed_out,
-            "host": platform.machine(),
-            "artifact_errors": self.artifact_errors,
+    def _record_details(self) -> dict[str, Any]:
+        """The run record's machines and checkpoints."""
+        return {
             "machines": {
                 config.name: {
                     "arch": config.arch,
@@ -281,7 +298,6 @@ class Driver:
             },
             "checkpoints": self.checkpoints.record() if self.checkpoints is not None else None,
         }
-        write_run_record(self.out_dir, record, self.redactor)
 
     # -- the testScript namespace ---------------------------------------------------------------
 
@@ -359,10 +375,8 @@ class Driver:
             return
 
         def expire() -> None:
-            self.timed_out = True
-            # The record is written on the way out, maybe before the caller can set the outcome.
-            self.outcome = "timed out"
-            self.timed_out_while = self.logger.doing()
+            # The record is written on the way out, maybe before the caller concludes it: it times out now.
+            self.record.time_out(self.logger.doing())
             self.logger.error(
                 f"global timeout of {format_seconds(self.global_timeout)} reached {self.timed_out_while}: "
                 "killing every machine"
@@ -445,11 +459,6 @@ def boot_deadline(configured: float | None, config: MachineConfig) -> float:
     if configured is not None:
         return configured
     return BOOT_DEADLINE_TCG if config.accelerator.name == "tcg" else BOOT_DEADLINE_KVM
-
-
-def write_run_record(out_dir: Path, record: dict[str, Any], redactor: Redactor) -> None:
-    """Write ``vmtest-run.json`` (redacted) into ``out_dir``."""
-    (out_dir / "vmtest-run.json").write_text(redactor.redact(json.dumps(record, indent=2)) + "\n")
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -18,14 +18,15 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmtest.errors import MachineError, RequestedAssertionFailed
+from vmtest.artifacts import SERIAL_LOGS
+from vmtest.errors import MachineError
+from vmtest.machine_api import CheckpointSites
 from vmtest.portable.runtime.backdoor import (
     MARKER,
     STATUS_REQUEST,
@@ -35,22 +36,20 @@ from vmtest.portable.runtime.backdoor import (
     read_output,
 )
 from vmtest.portable.runtime.base_machine import BaseMachine
-from vmtest.portable.runtime.logger import AbstractLogger
-from vmtest.portable.runtime.monitor import MonitorMachine, clean_monitor_answer
+from vmtest.portable.runtime.console import ConsoleMachine
+from vmtest.portable.runtime.driver_log import AbstractLogger
+from vmtest.portable.runtime.machine_state import QEMU_CONNECT_TIMEOUT, SavedStateMachine
 from vmtest.portable.runtime.process import end_boot_priority, run_tied, set_session_nice, spawn, terminate_group
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
-from vmtest.timeouts import Timeout, format_seconds, to_seconds
-from vmtest.waiting import Deadline, WaitTimedOut, poll, timed_out
+from vmtest.waiting import Deadline, Timeout, format_seconds
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
 
-# How long start() waits for QEMU to connect its sockets before declaring it dead.
-QEMU_CONNECT_TIMEOUT = 60.0
 
 
-class QemuMachine(MonitorMachine, X11Machine):
+class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
     """A QEMU virtual machine driven through its backdoor root shell."""
 
     def __init__(
@@ -88,7 +87,7 @@ class QemuMachine(MonitorMachine, X11Machine):
         self.monitor_path = self.state_dir / "monitor"
         self.shell_path = self.state_dir / "shell"
         self.qmp_path = self.state_dir / "qmp"
-        self.console_log_path = self.out_dir / "serial" / f"{self.name}.log"
+        self.console_log_path = self.out_dir / SERIAL_LOGS / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self.monitor: socket.socket | None = None
@@ -117,7 +116,7 @@ class QemuMachine(MonitorMachine, X11Machine):
         # guest only sees the outcome.
         self.accelerator_reason: str | None = None
         # The run's checkpoints (vmtest.checkpoint), set by the driver when it keeps them.
-        self.checkpoint_store: Any = None
+        self.checkpoint_store: CheckpointSites | None = None
 
     def __repr__(self) -> str:
         return f"<QemuMachine '{self.name}'>"
@@ -193,38 +192,6 @@ class QemuMachine(MonitorMachine, X11Machine):
         self.log("starting vm")
         self._launch(allow_reboot)
 
-    def resume_from(self, state: Path) -> None:
-        """Start QEMU on the RAM and device state saved in ``state`` (a QEMU migration stream; the
-        caller has put the saved disk in place) and return once the guest runs, connected: its
-        backdoor shell was saved mid-session and answers without booting. Raises MachineError when
-        QEMU rejects the state, naming QEMU's last words."""
-        if self.booted:
-            raise MachineError(f"{self.name}: cannot resume a checkpoint into a running machine")
-        self.log(f"resuming vm from {state}")
-        self.boot_nice = 0  # nothing boots: nothing to hold back
-        self._launch(False, incoming=state)
-        assert self.qmp_client is not None
-        qmp = self.qmp_client
-        seen: list[str] = []
-
-        def loaded(_last_try: bool) -> bool:
-            # The state was saved paused, so the guest stays paused once it is loaded.
-            seen.append(str(qmp.send("query-status").get("status")))
-            return seen[-1] != "inmigrate" or self.process is None or self.process.poll() is not None
-
-        deadline = Deadline(QEMU_CONNECT_TIMEOUT)
-        if poll(loaded, deadline, interval=0.05, last_try=False) and seen[-1] == "paused":
-            qmp.send("cont")
-            seen.append(str(qmp.send("query-status").get("status")))
-        if seen[-1] != "running":
-            raise MachineError(
-                f"{self.name}: QEMU did not resume from {state} (status {seen[-1]!r} after "
-                f"{format_seconds(deadline.elapsed())}, timeout {format_seconds(deadline.limit)}); "
-                f"console log: {self.console_log_path}\n" + self.console_tail(10))
-        self.connected = True
-        self.connected_at = time.monotonic()
-        self.log(f"resumed: guest running after {format_seconds(self.connected_at - (self.started_at or 0))}")
-
     def _launch(self, allow_reboot: bool, incoming: Path | None = None) -> None:
         # cleanup_statedir() may have removed it: the next start boots a fresh disk, as a new machine's
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -293,50 +260,6 @@ class QemuMachine(MonitorMachine, X11Machine):
             return
         self.boot_nice = 0
         end_boot_priority(self.pid, self.log)
-
-    def _read_serial(self) -> None:
-        # This thread must keep draining QEMU's output whatever happens to the log file: QEMU
-        # blocks once the pipe is full. A failed write (a full disk) is reported once.
-        assert self.process is not None and self.process.stdout is not None
-        log = self._open_console_log()
-        try:
-            for raw in iter(self.process.stdout.readline, b""):
-                line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
-                self.full_console_log.append(line)
-                self.last_lines.put(line)
-                if log is not None:
-                    try:
-                        log.write(self.redact(line) + "\n")
-                        log.flush()
-                    except OSError as error:
-                        self._serial_log_failed(error)
-                        with contextlib.suppress(OSError):
-                            log.close()
-                        log = None
-                self.log_serial(line)
-        finally:
-            if log is not None:
-                with contextlib.suppress(OSError):
-                    log.close()
-
-    def _open_console_log(self) -> Any:
-        try:
-            return self.console_log_path.open("a", encoding="utf-8", errors="replace")
-        except OSError as error:
-            self._serial_log_failed(error)
-            return None
-
-    def _serial_log_failed(self, error: OSError) -> None:
-        self.serial_write_error = f"{self.console_log_path}: {error.strerror or error}"
-        self.log(f"WARNING: cannot write the console log {self.serial_write_error}; "
-                 "its lines are kept in memory for error messages only")
-
-    def console_tail(self, lines: int = 15) -> str:
-        """The last ``lines`` console lines, indented, preceded by a kernel panic line if one scrolled out."""
-        tail = self.full_console_log[-lines:]
-        panics = [line for line in self.full_console_log[:-lines] if "Kernel panic" in line]
-        shown = ([panics[0], "  …"] if panics and not any("Kernel panic" in line for line in tail) else []) + tail
-        return self.redact("\n".join(f"  {line}" for line in shown))
 
     def wait_for_monitor_prompt(self) -> str:
         """Read the monitor up to its ``(qemu) `` prompt; returns the raw text.
@@ -548,77 +471,6 @@ class QemuMachine(MonitorMachine, X11Machine):
         if self.serial_thread is not None:
             self.serial_thread.join(timeout=5)
 
-    # -- console ---------------------------------------------------------------------------
-
-    def drain_console_queue(self) -> None:
-        """Forget the console lines ``wait_for_console_text`` has not consumed yet."""
-        while not self.last_lines.empty():
-            self.last_lines.get_nowait()
-
-    def get_console_log(self) -> str:
-        """Everything the serial console printed so far."""
-        return "\n".join(self.full_console_log)
-
-    def send_console(self, chars: str) -> None:
-        """Type ``chars`` on the serial console."""
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(chars.encode())
-        self.process.stdin.flush()
-
-    def wait_for_console_text(self, regex: str, timeout: Timeout | None = None) -> str:
-        """Wait until the console text gathered during this call matches ``regex``; returns the match.
-
-        Upstream's semantics: lines consumed by an earlier call are not seen again, and the
-        pattern is searched in all the text since the call began, so it may span lines
-        (joined with nothing, as upstream's: ``a.*b`` spans them).
-        Raises RequestedAssertionFailed after ``timeout`` (None: no limit) and
-        MachineError if QEMU exits first.
-        """
-        pattern = re.compile(regex)
-        deadline = Deadline.of(timeout) if timeout is not None else None
-        gathered: list[str] = []
-        with self.nested(f"waiting for {regex} to appear on console"):
-            while True:
-                if deadline is not None and deadline.expired():
-                    raise RequestedAssertionFailed(
-                        timed_out(self.name, f"console text matching {regex!r}", deadline.elapsed(),
-                                  deadline.limit)
-                        + f"; last console line: {(gathered or [''])[-1][-300:]!r}; console log: "
-                        f"{self.console_log_path}"
-                    )
-                wait = 1.0 if deadline is None else max(0.01, min(deadline.remaining(), 1.0))
-                try:
-                    gathered.append(self.last_lines.get(timeout=wait))
-                except queue.Empty:
-                    if self.process is not None and self.process.poll() is not None and self.last_lines.empty():
-                        raise MachineError(
-                            f"{self.name}: QEMU exited while waiting for {regex!r} on the console; "
-                            f"console log: {self.console_log_path}"
-                        ) from None
-                    continue
-                # Take every line already queued before searching: one search per burst.
-                while not self.last_lines.empty():
-                    gathered.append(self.last_lines.get_nowait())
-                match = pattern.search("".join(gathered))
-                if match:
-                    return match.group(0)
-
-    def console_interact(self) -> None:
-        """Forward this terminal's input to the serial console until end of input (Ctrl-D) or Ctrl-C.
-
-        For interactive use, as upstream's; the console's output goes to the log as usual.
-        """
-        self.log("Terminal is ready (there is no prompt):")
-        while True:
-            try:
-                char = sys.stdin.buffer.read(1)
-            except KeyboardInterrupt:
-                break
-            if not char:
-                self.log("Closing connection to the console")
-                break
-            self.send_console(char.decode(errors="replace"))
-
     def shell_interact(self, address: str | None = None) -> None:
         """Attach the terminal (or ``address``, a socat address) to the guest's root shell."""
         self.connect()
@@ -644,32 +496,3 @@ class QemuMachine(MonitorMachine, X11Machine):
         )
         self.connected = False
         self.connect()
-
-    # -- monitor, QMP ---------------------------------------------------------------------
-
-    def send_monitor_command(self, command: str) -> str:
-        """Send a QEMU human-monitor command; returns its answer."""
-        self.run_callbacks()
-        if self.monitor is None:
-            raise MachineError(f"{self.name}: QEMU is not running (monitor command {command!r})")
-        with self._monitor_lock:
-            self.monitor.sendall(f"{command}\n".encode())
-            if command == "quit":
-                return ""
-            return clean_monitor_answer(self.wait_for_monitor_prompt())
-
-    def wait_for_qmp_event(
-        self, event_filter: Callable[[dict[str, Any]], bool], timeout: Timeout = 600
-    ) -> dict[str, Any]:
-        """Wait for a QMP event accepted by ``event_filter`` (others are skipped, as upstream's).
-
-        Raises RequestedAssertionFailed on timeout, MachineError when QMP is not connected.
-        """
-        if self.qmp_client is None:
-            raise MachineError(f"{self.name}: QMP is not connected")
-        try:
-            return self.qmp_client.wait_for_event(event_filter, to_seconds(timeout))
-        except WaitTimedOut as error:
-            raise RequestedAssertionFailed(
-                timed_out(self.name, "a QMP event the filter accepts", error.elapsed, error.limit)
-            ) from None

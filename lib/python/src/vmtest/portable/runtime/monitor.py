@@ -13,8 +13,7 @@ from pathlib import Path
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.portable.runtime import ocr
 from vmtest.portable.runtime.base_machine import BaseMachine
-from vmtest.timeouts import Timeout
-from vmtest.waiting import Deadline, WaitTimedOut, retry_or_raise, timed_out
+from vmtest.waiting import Deadline, Timeout, WaitTimedOut, retry_or_raise, timed_out
 
 CHAR_TO_KEY = {
     **{c: c for c in "abcdefghijklmnopqrstuvwxyz0123456789"},

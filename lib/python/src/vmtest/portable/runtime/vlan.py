@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from vmtest.errors import MachineError
-from vmtest.portable.runtime.logger import AbstractLogger
+from vmtest.portable.runtime.driver_log import AbstractLogger
 from vmtest.portable.runtime.process import spawn, terminate_group
 from vmtest.waiting import Deadline, poll
 

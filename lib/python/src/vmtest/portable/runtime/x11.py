@@ -14,8 +14,7 @@ import re
 
 from vmtest.errors import RequestedAssertionFailed
 from vmtest.portable.runtime.base_machine import BaseMachine
-from vmtest.timeouts import Timeout
-from vmtest.waiting import Deadline, WaitTimedOut, retry_or_raise, timed_out
+from vmtest.waiting import Deadline, Timeout, WaitTimedOut, retry_or_raise, timed_out
 
 GRAPHICAL_REACHED = 'journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"'
 X0_SOCKET = "[ -e /tmp/.X11-unix/X0 ]"

@@ -1,11 +1,11 @@
-"""CI outcomes: one JUnit file and summary for a job of several suite runs (``vmtest report DIR``),
+"""Internal: CI outcomes: one JUnit file and summary for a job of several suite runs (``vmtest report DIR``),
 and the verdict on a Nix test's artifacts (``vmtest verdict DIR``).
 
 Each run directory under DIR (one per architecture, e.g. ``out/vm/x86_64``) holds the
 suites' ``<suite>-junit.xml``, ``<suite>-summary.json`` and ``vm-validation-perf.json``; the
 merged ``DIR/junit.xml`` names every suite after its run (``x86_64/boot``),
 ``DIR/summary.json`` has the totals, each failed case and the performance records, and
-``DIR/report.html`` is the page of them all (``vmtest.report_html``): the runs' cases,
+``DIR/report.html`` is the page of them all (``vmtest.reporting.page``): the runs' cases,
 spans and machines on one timeline.
 """
 
@@ -18,10 +18,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vmtest import report_html
-from vmtest.portable.outdir import PREVIOUS_SUFFIX
+from vmtest.artifacts import (
+    DRIVER_EXIT_STATUS,
+    DRIVER_JUNIT,
+    PERFORMANCE_RECORDS_GLOB,
+    PREVIOUS_SUFFIX,
+    SUITE_JUNIT_SUFFIX,
+    suite_summary_for,
+)
 from vmtest.redaction import Redactor
-from vmtest.report import read_junit
+from vmtest.reporting import page as report_page
+from vmtest.reporting.report import read_junit
 
 # Two boot spans of one machine this close are one boot, seen by two suites of the same run.
 SAME_BOOT_SECONDS = 2.0
@@ -29,8 +36,8 @@ SAME_BOOT_SECONDS = 2.0
 
 def suite_files(root: Path) -> list[Path]:
     """The suites' JUnit files under ``root`` (not the driver's own ``vmtest-junit.xml``)."""
-    return sorted(path for path in root.glob("*/*-junit.xml")
-                  if path.name != "vmtest-junit.xml" and path.parent != root
+    return sorted(path for path in root.glob(f"*/*{SUITE_JUNIT_SUFFIX}")
+                  if path.name != DRIVER_JUNIT and path.parent != root
                   and not path.parent.name.endswith(PREVIOUS_SUFFIX))
 
 
@@ -42,9 +49,6 @@ def failed_cases(document: ET.Element, suite_name: str) -> list[str]:
         failed += [f"{name}: {case.get('name')}" for case in suite.iter("testcase")
                    if case.find("failure") is not None or case.find("error") is not None]
     return failed
-
-
-DRIVER_EXIT_STATUS = "driver-exit-status"
 
 
 def verdict(artifacts: Path) -> tuple[bool, str]:
@@ -75,7 +79,7 @@ def _suite_summary(junit: Path) -> dict[str, Any]:
 
     Raises ET.ParseError when it has to read a JUnit file that is not XML.
     """
-    written = junit.with_name(junit.name.removesuffix("-junit.xml") + "-summary.json")
+    written = suite_summary_for(junit)
     try:
         summary: dict[str, Any] = json.loads(written.read_text())
         return summary
@@ -159,7 +163,7 @@ def merge(root: Path) -> tuple[Path, Path, Path]:
     ET.ElementTree(merged).write(junit, encoding="unicode", xml_declaration=True)
     performance: dict[str, Any] = {}
     # One record per run, or one per check when Nix ran the suites as separate checks.
-    for record in sorted(root.glob("*/vm-validation-perf*.json")):
+    for record in sorted(root.glob(f"*/{PERFORMANCE_RECORDS_GLOB}")):
         run = performance.setdefault(record.parent.name, {})
         for machine, entry in json.loads(record.read_text()).items():
             merged = run.setdefault(machine, {"suites": {}})
@@ -173,5 +177,5 @@ def merge(root: Path) -> tuple[Path, Path, Path]:
     page = root / "report.html"
     data = _page_data(files, performance, result, f"vmtest report {root.name} ({', '.join(runs)})")
     # The suites' summaries were redacted when written; the patterns catch what a JUnit file alone brings.
-    page.write_text(report_html.render(data, root, Redactor()))
+    page.write_text(report_page.render(data, root, Redactor()))
     return junit, summary_path, page

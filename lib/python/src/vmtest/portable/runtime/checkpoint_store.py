@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmtest.errors import MachineError
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.parallel import each_in_parallel
 from vmtest.portable.runtime.process import run_tied
 from vmtest.portable.runtime.qemu import MachineConfig, qemu_argv
-from vmtest.timeouts import format_seconds
-from vmtest.waiting import Deadline, poll
+from vmtest.waiting import format_seconds
 
 __all__ = ["CheckpointStore", "Fingerprint", "Stored", "differences", "human_bytes", "stored_checkpoints"]
 
@@ -265,7 +263,7 @@ class Site:
             else:
                 say(f"{what}: none saved yet; booting cold, saved when the block ends")
             return False
-        kept = [m.name for m in self.machines if m.keep_machine_state and _disk(m).exists()]
+        kept = [m.name for m in self.machines if m.keep_machine_state and m.disk_path.exists()]
         if kept:
             say(f"{what}: not resumed, {', '.join(kept)} keeps its disk from an earlier run (--keep-machine-state)")
             return False
@@ -288,7 +286,7 @@ class Site:
             said = "; ".join(line.strip() for line in failed.console_tail(3).splitlines() if line.strip())
             for machine in self.machines:
                 machine.release()
-                _disk(machine).unlink(missing_ok=True)  # it is backed by the checkpoint discarded here
+                machine.disk_path.unlink(missing_ok=True)  # it is backed by the checkpoint discarded here
             if not isinstance(error, Exception):
                 raise error  # an interruption is not a broken checkpoint
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -342,10 +340,6 @@ class Site:
                         f"({human_bytes(size)})")
 
 
-def _disk(machine: QemuMachine) -> Path:
-    return machine.state_dir / f"{machine.name}.qcow2"
-
-
 def save_machines(machines: Sequence[QemuMachine], directory: Path) -> dict[str, int]:
     """Pause all ``machines``, write each one's state and disk into ``directory``, and let them run on;
     returns each file's size. QEMU refuses to migrate a guest with a 9p export mounted, so the
@@ -354,40 +348,19 @@ def save_machines(machines: Sequence[QemuMachine], directory: Path) -> dict[str,
         machine.succeed(PREPARE_SAVE, timeout=120)
     try:
         for machine in machines:
-            assert machine.qmp_client is not None
-            machine.qmp_client.send("stop")
+            machine.pause()
         for machine in machines:
-            _migrate_to_file(machine, directory / f"{machine.name}.state")
+            machine.save_state(directory / f"{machine.name}.state", SAVE_TIMEOUT)
             # The migration flushed and released the disk: its overlay is whole until `cont`.
-            run_tied(["cp", "--sparse=always", str(_disk(machine)), str(directory / f"{machine.name}.qcow2")],
+            run_tied(["cp", "--sparse=always", str(machine.disk_path), str(directory / f"{machine.name}.qcow2")],
                      check=True)
     finally:
         for machine in machines:
-            if machine.qmp_client is not None and machine.process is not None and machine.process.poll() is None:
-                machine.qmp_client.send("cont")
+            machine.run_on()
         for machine in machines:
             if machine.is_up():
                 machine.succeed(MOUNT_SHARES, timeout=120)
     return {entry.name: entry.stat().st_size for entry in directory.iterdir()}
-
-
-def _migrate_to_file(machine: QemuMachine, target: Path) -> None:
-    qmp = machine.qmp_client
-    assert qmp is not None
-    qmp.send("migrate-set-parameters", {"max-bandwidth": 64 * 1024**3})
-    qmp.send("migrate", {"uri": f"exec:cat > '{target}'"})
-    status: dict[str, Any] = {}
-
-    def done(_last_try: bool) -> bool:
-        status.update(qmp.send("query-migrate"))
-        return status.get("status") in ("completed", "failed", "cancelled")
-
-    deadline = Deadline(SAVE_TIMEOUT)
-    poll(done, deadline, interval=0.1, last_try=False)
-    if status.get("status") != "completed":
-        raise MachineError(f"{machine.name}: saving its state to {target} ended {status.get('status')!r} after "
-                           f"{format_seconds(deadline.elapsed())} (timeout {format_seconds(SAVE_TIMEOUT)}): "
-                           f"{status.get('error-desc', 'no reason given')}")
 
 
 def resume_machine(machine: QemuMachine, directory: Path) -> None:
@@ -395,9 +368,9 @@ def resume_machine(machine: QemuMachine, directory: Path) -> None:
     the guest this run's: its clock stepped to the host's, the shares mounted again, and its journal
     holding nothing of the run that saved it."""
     machine.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _disk(machine).unlink(missing_ok=True)
+    machine.disk_path.unlink(missing_ok=True)
     run_tied(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-              "-b", str(directory / f"{machine.name}.qcow2"), str(_disk(machine))], check=True)
+              "-b", str(directory / f"{machine.name}.qcow2"), str(machine.disk_path)], check=True)
     machine.resume_from(directory / f"{machine.name}.state")
     # the saved run's journal entries are in the files archived before the save (PREPARE_SAVE)
     machine.succeed(f"date -s @{time.time():.3f} >/dev/null; {MOUNT_SHARES}; rm -f {ARCHIVED_JOURNALS}", timeout=120)

@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page of a run, from the data ``summary.json`` holds.
+"""Internal: ``report.html``: one self-contained page of a run, from the data ``summary.json`` holds.
 
 ``render`` takes a summary (``Report.summary()``'s shape, or ``vmtest report``'s merge of
 several) and the output directory, and returns the page: the outcome; the failed cases
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtest.redaction import Redactor
-from vmtest.timeouts import format_seconds
+from vmtest.waiting import format_seconds
 
 # Keys of a summary the page shows in sections of their own; the others are observations.
 LAYOUT_KEYS = frozenset({"name", "result", "started_at", "duration_seconds", "tests", "cases", "spans", "machines"})

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vmtest.errors import PollingConditionError
-from vmtest.portable.runtime.logger import AbstractLogger
-from vmtest.timeouts import Timeout
-from vmtest.waiting import retry
+from vmtest.portable.runtime.driver_log import AbstractLogger
+from vmtest.waiting import Timeout, retry
 
 
 class PollingCondition:

@@ -1,4 +1,5 @@
-"""Checkpoints in a testScript: resume booted machines instead of running the block that boots them.
+"""Internal: ``vmtest.checkpoint`` (re-exported by vmtest). Checkpoints in a testScript: resume booted
+machines instead of running the block that boots them.
 
     with checkpoint("stack-healthy", [server, client]) as resumed:
         if not resumed:
@@ -18,29 +19,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
+
+from vmtest.machine_api import CheckpointSite as CheckpointSite
+from vmtest.machine_api import CheckpointSites, KeepsCheckpoints, unwrapped
 
 __all__ = ["CheckpointSite", "checkpoint"]
 
 
-class CheckpointSite(Protocol):
-    """Where a checkpoint stands: its name and machines, and the testScript text that leads to it."""
-
-    def resume(self) -> bool: ...
-
-    def save(self) -> None: ...
-
-    def left(self) -> None: ...
-
-
-class _Store(Protocol):
-    def site(self, name: str, machines: Sequence[Any], filename: str, line: int) -> CheckpointSite: ...
-
-
 @contextmanager
 def _checkpoint(name: str, machines: Sequence[Any], filename: str, line: int) -> Iterator[bool]:
-    stores = {id(store): store for store in (getattr(m, "checkpoint_store", None) for m in machines)}
-    store: _Store | None = next(iter(stores.values()), None) if len(stores) == 1 else None
+    found = (unwrapped(m) for m in machines)
+    kept = [m.checkpoint_store if isinstance(m, KeepsCheckpoints) else None for m in found]
+    stores = {id(store): store for store in kept}
+    store: CheckpointSites | None = next(iter(stores.values()), None) if len(stores) == 1 else None
     if len(stores) > 1 and all(stores.values()):
         raise ValueError(f"checkpoint {name!r}: the machines belong to different runs")
     if store is None:

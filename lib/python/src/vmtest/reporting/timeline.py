@@ -1,4 +1,4 @@
-"""What a run's timeline is made of: timed spans, and the guest clocks that place guest times on it.
+"""Internal: What a run's timeline is made of: timed spans, and the guest clocks that place guest times on it.
 
 A ``Span`` is something observed to take time (a machine's boot, a unit of a chain
 becoming ready), in seconds from the report's start on the host's ``time.monotonic()``.

@@ -1,4 +1,5 @@
-"""Reports built from what the run observed: JUnit XML, ``summary.json``, ``report.html`` and a coloured table.
+"""Internal: Reports built from what the run observed: JUnit XML, ``summary.json``, ``report.html`` and a coloured
+table.
 
 ``Report`` records a case per ``with report.case(name):`` block (start, duration,
 failure message), folds guest-side JUnit files (e.g. Playwright's) in as their
@@ -6,7 +7,7 @@ own suites, records timed spans (a machine's boot, each link of a unit chain) an
 writes ``summary.json`` from observations only: unit states queried from the
 machines, health results, timings, the accelerator the guest detects
 (``systemd-detect-virt``: kvm, or qemu for TCG) and ``uname -m``. ``report.html``
-(``vmtest.report_html``) shows the same data as one self-contained page.
+(``vmtest.reporting.page``) shows the same data as one self-contained page.
 ``write()`` is safe to call from a ``finally:`` so a failed run still reports.
 """
 
@@ -28,12 +29,13 @@ from typing import Any, TextIO
 from colorama import Fore, Style
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from vmtest import report_html
+from vmtest.guest_facts import accelerator_from_virt, architecture, detect_virt, failed_units, kernel_release
 from vmtest.health import ChainResult
-from vmtest.machine_api import Machine, machine_kind
+from vmtest.machine_api import ExplainsAccelerator, Machine, machine_kind, unwrapped
 from vmtest.redaction import Redactor
-from vmtest.timeline import Span, boot_finished_us, guest_clock, userspace_started_us
-from vmtest.units import accelerator_from_virt, detect_virt, failed_units, observe_units
+from vmtest.reporting import page as report_page
+from vmtest.reporting.timeline import Span, boot_finished_us, guest_clock, userspace_started_us
+from vmtest.units import observe_units
 
 # How far a guest JUnit timestamp may lie outside the run (clock skew) and still place its cases.
 TIMESTAMP_SLACK_SECONDS = 60.0
@@ -215,19 +217,20 @@ class Report:
         record: dict[str, Any] = {
             "up": True,
             "kind": kind,
-            "architecture": machine.succeed("uname -m").strip(),
+            "architecture": architecture(machine),
             "virtualisation": virt or "none",
             # A container runs on the host's kernel: there is no accelerator to speak of.
             "accelerator": "none" if container else accelerator_from_virt(virt, "unknown"),
-            "kernel": machine.succeed("uname -r").strip(),
+            "kernel": kernel_release(machine),
             "failed_units": failed_units(machine),
             "boot": self._observe_boot(machine, container),
         }
         # The portable runtime's machines say why the host chose their accelerator; the guest only
         # sees the outcome.
         own_reason = f"a container ({virt or 'systemd-nspawn'}) on the host's kernel" if container else None
-        record["accelerator_reason"] = (getattr(machine, "accelerator_reason", None) or own_reason
-                                        or _accelerator_reason(virt))
+        inner = unwrapped(machine)
+        known = inner.accelerator_reason if isinstance(inner, ExplainsAccelerator) else None
+        record["accelerator_reason"] = known or own_reason or _accelerator_reason(virt)
         if units:
             record["units"] = {
                 unit.unit: {"state": unit.state, "result": unit.result} for unit in observe_units(machine, units)
@@ -296,7 +299,7 @@ class Report:
         _write_atomically(summary_path, self.redactor.redact(json.dumps(summary, indent=2) + "\n"))
         # The renderer redacts each text before escaping it (an escaped secret would not match).
         try:
-            html = report_html.render(summary, self.out_dir, self.redactor, own_name=html_name)
+            html = report_page.render(summary, self.out_dir, self.redactor, own_name=html_name)
         except Exception as error:  # write() runs in a finally: a page bug must not hide the run's own error
             problem = html_escape(self.redactor.redact(f"{type(error).__name__}: {error}"))
             html = (f"<!doctype html><meta charset=utf-8><title>{html_escape(self.name)}</title>"
