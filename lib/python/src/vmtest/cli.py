@@ -57,11 +57,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Register ``report`` and ``verdict`` on ``commands`` (a parser's subparsers)."""
     report_parser = commands.add_parser("report", help="merge the suite runs under DIR into DIR/junit.xml, "
                                                        "DIR/summary.json and DIR/report.html")
-    report_parser.add_argument("directory")
+    report_parser.add_argument("directory", metavar="DIR",
+                               help="a directory holding suite runs (each with its JUnit file and summary)")
     report_parser.set_defaults(handler=report)
     verdict_parser = commands.add_parser("verdict", help="pass or fail on a Nix test's artifacts (DIR/driver-exit-"
                                                          "status), naming the failed cases")
-    verdict_parser.add_argument("directory")
+    verdict_parser.add_argument("directory", metavar="DIR",
+                                help="a Nix test's artifacts (`nix build .#checks.<system>.<name>.artifacts`)")
     verdict_parser.set_defaults(handler=verdict)
 
 

@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vmtest", description=__doc__)
     top.add_argument("--version", action="version", version=f"vmtest {_version()}")
     commands = top.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run a testScript on Debian QEMU VMs")
+    run_parser = commands.add_parser("run", help="run a testScript on Debian QEMU VMs and containers")
     run_parser.add_argument("script", nargs="+",
                             help="the testScript (the same file the Nix check runs); several run in turn "
                                  "on the same machines, each in a fresh namespace")
@@ -130,12 +130,16 @@ def parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--out", "-o", default="out", help="output directory (default: ./out)")
     run_parser.add_argument("--interactive", "-I", action="store_true", help="open a ptpython shell")
     run_parser.add_argument("--junit-xml", help="the driver's JUnit report (default: OUT/vmtest-junit.xml)")
-    run_parser.add_argument("--global-timeout", type=float, default=3600, metavar="S")
+    run_parser.add_argument("--global-timeout", type=float, default=3600, metavar="S",
+                            help="end the whole run (its machines, with every artifact written) after S seconds "
+                                 "(default: 3600, as the NixOS driver's globalTimeout)")
     run_parser.add_argument("--boot-timeout", type=_seconds, metavar="S",
                             help="how long a machine may take to reach its backdoor shell once the testScript "
                                  f"needs it (default: {BOOT_DEADLINE_KVM:.0f} s, {BOOT_DEADLINE_TCG:.0f} s under TCG)")
     run_parser.add_argument("--keep-machine-state", "-K", "--keep-vm-state", action="store_true",
-                            dest="keep_machine_state")
+                            dest="keep_machine_state",
+                            help="keep the run's temporary directory (each machine's disk and shared "
+                                 "directory) after the run instead of deleting it")
     run_parser.add_argument("--fresh", action="store_true",
                             help="resume no checkpoint: boot cold, and save each checkpoint anew")
     run_parser.add_argument("--no-checkpoints", action="store_true",
@@ -146,11 +150,13 @@ def parser() -> argparse.ArgumentParser:
     cache_parser.add_argument("--prune", action="store_true", help="delete every checkpoint")
     cache_parser.set_defaults(handler=cache)
     build_parser = commands.add_parser("build", help="build (or find cached) images for recipes")
-    build_parser.add_argument("recipes", nargs="+")
+    build_parser.add_argument("recipes", nargs="+", metavar="RECIPE",
+                              help="a machine recipe (.toml); each image is built once and cached")
     _add_progress_option(build_parser)
     build_parser.set_defaults(handler=build)
     accel_parser = commands.add_parser("accel", help="show the accelerator guests would get")
-    accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"])
+    accel_parser.add_argument("arch", nargs="*", default=["x86_64", "aarch64"],
+                              help="the guest architectures to ask about (default: x86_64 aarch64)")
     accel_parser.set_defaults(handler=accel)
     doctor_parser = commands.add_parser("doctor", help="check that this host has everything the runtime needs")
     doctor_parser.add_argument("--arch", action="append", choices=doctor.ARCHES,
