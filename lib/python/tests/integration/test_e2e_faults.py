@@ -24,18 +24,20 @@ pytestmark = [pytest.mark.vm, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[4]
 SCRIPT = REPO / "e2e-test" / "test_script.py"
 CLIENT = REPO / "e2e-test" / "machines" / "client.toml"
+CLIENT_TS = REPO / "e2e-test" / "machines" / "client-ts.toml"  # the @playwright/test twin of the browser suite
 SERVER = REPO / "e2e-test" / "machines" / "server.toml"
 FAULTS = RECIPES / "e2e-faults"
 SECRETS = ("test-api-key", "APIkey1234", "Fm2gvy8tLtzjDagyRe45Z/XLhC8BaDk5NF+bWdgvHy4=")
 
 
-def run_e2e(server: Path, out: Path, kind: str) -> tuple[int, str]:
-    """Run the e2e testScript with ``server``'s recipe, both machines of ``kind`` (vm or container).
+def run_e2e(server: Path, out: Path, kind: str, client: Path = CLIENT) -> tuple[int, str]:
+    """Run the e2e testScript with ``server``'s and ``client``'s recipes, both machines of ``kind``
+    (vm or container).
     A guest kernel panic (TCG's rare emulation crash, which is not the fault under test) fails the
     test with the panic's line, so that conftest's rule runs it once more."""
     machines = out.parent / f"{out.name}-machines.toml"
     machines.write_text("".join(f'[machines.{name}]\nrecipe = "{recipe}"\nkind = "{kind}"\n'
-                                for name, recipe in (("server", server), ("client", CLIENT))))
+                                for name, recipe in (("server", server), ("client", client))))
     process = subprocess.run(
         [sys.executable, "-m", "vmtest.portable.cli", "run", str(SCRIPT), "--out", str(out), "--no-checkpoints",
          "--machines", str(machines)],
@@ -136,3 +138,25 @@ def test_llm_error_fails_receive_ai_reply_with_the_reason(tmp_path: Path) -> Non
     first = page.index('<article class="failure">')
     assert page.index('<h3 class="case-name">browser / ', first) == page.index('<h3 class="case-name">', first)
     assert 'src="data:image/png;base64,' in page[first:page.index("</article>", first)]
+
+
+def test_the_typescript_suite_reports_a_failed_spec_with_its_screenshot(tmp_path: Path) -> None:
+    # The runner contract's second implementation (docs/browser-runner.md), on containers: the same
+    # LLM fault fails the @playwright/test spec, which folds into junit.xml and report.html as pytest's does.
+    out = tmp_path / "out"
+    code, output = run_e2e(FAULTS / "server-llm-error.toml", out, "container", client=CLIENT_TS)
+    assert code == 1, output
+    browser = failures(out / "junit-browser.xml")
+    assert [name for name in browser if "receive_ai_reply" in name] == list(browser), (
+        "only the spec the fault breaks fails")
+    reply = next(iter(browser.values()))
+    assert "LLM returned HTTP 500" in reply and "mock LLM failure" in reply
+    assert (out / "logs" / "client" / "playwright.log").is_file() or (out / "playwright.log").is_file()
+    shots = list((out / "screenshots" / "browser").glob("*.png"))
+    assert len(shots) >= 2, shots  # the failed spec's and the final state
+    assert_artifacts_arrived(out, output, "container")
+    page = (out / "report.html").read_text()
+    first = page.index('<article class="failure">')
+    assert page.index('<h3 class="case-name">browser / ', first) == page.index('<h3 class="case-name">', first)
+    assert 'src="data:image/png;base64,' in page[first:page.index("</article>", first)]
+

@@ -22,6 +22,7 @@ from vmtest.portable.runtime.nspawn_command import (
     MOUNT_SCRIPT,
     guest_command,
     host_pid,
+    machine_name,
     notify_fields,
     nspawn_argv,
     start_argv,
@@ -148,3 +149,11 @@ def test_what_a_container_cannot_do_names_the_machine_and_its_kind(tmp_path: Pat
             getattr(machine, method)(*arguments)
     assert not machine.is_up() and machine.boot_seconds() is None
     machine.release()  # never started: nothing to do
+
+
+def test_the_nspawn_machine_name_is_a_valid_host_name() -> None:
+    # A run directory vmtest-m_yo0spr gave "server-m_yo0spr", which nspawn refused ("Invalid machine name").
+    assert machine_name("server", Path("/tmp/vmtest-m_yo0spr")) == "server-m-yo0spr"
+    assert machine_name("Big_Box", Path("/tmp/vmtest-AbC")) == "big-box-abc"
+    assert len(machine_name("x" * 80, Path("/tmp/vmtest-abc"))) == 64
+

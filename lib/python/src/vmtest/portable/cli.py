@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
                             dest="keep_machine_state",
                             help="keep the run's temporary directory (each machine's disk and shared "
                                  "directory) after the run instead of deleting it")
+    run_parser.add_argument("--force-accel", action="store_true",
+                            help="fail (exit 2, before any work) instead of running a VM under TCG when the "
+                                 "host has no usable KVM, as the NixOS test option qemu.forceAccel")
     run_parser.add_argument("--fresh", action="store_true",
                             help="resume no checkpoint: boot cold, and save each checkpoint anew")
     run_parser.add_argument("--no-checkpoints", action="store_true",

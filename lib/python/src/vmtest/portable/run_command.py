@@ -17,6 +17,7 @@ from vmtest.cli import EXIT_BAD_INPUT, EXIT_FAILED
 from vmtest.cli import error as _error
 from vmtest.errors import ImageBuildError, MachineError, RecipeError
 from vmtest.portable import doctor
+from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import cache_dir
 from vmtest.portable.image.recipe import Recipe
 from vmtest.portable.outdir import OutputLock, check_file_target, lock_output_dir, prepare_output_dir
@@ -60,6 +61,18 @@ def _preflight(recipes: list[Recipe], *, booting: bool) -> bool:
     for line in missing:
         _error(line)
     return not missing
+
+
+def _emulated_vms(specs: list[MachineSpec]) -> list[str]:
+    """The VMs of ``specs`` that would run under TCG, each with why (``--force-accel`` refuses them)."""
+    emulated = []
+    for spec in specs:
+        if spec.kind == "vm":
+            accelerator = select_accelerator(spec.recipe.machine_arch)
+            if accelerator.name == "tcg":
+                # The reason's first line: a failed KVM probe's QEMU error, without QEMU's assertion.
+                emulated.append(f"{spec.name} ({spec.recipe.machine_arch}): {accelerator.reason.splitlines()[0]}")
+    return emulated
 
 
 def _check_names(scripts: list[tuple[Path, str]], specs: list[MachineSpec]) -> bool:
@@ -109,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         specs = parse_machine_specs(args.machines)
         if not _check_names(scripts, specs):
+            return EXIT_BAD_INPUT
+        if args.force_accel and (emulated := _emulated_vms(specs)):
+            _error("--force-accel: no hardware acceleration for " + "; ".join(emulated) + " (nothing was started)")
             return EXIT_BAD_INPUT
         if not _preflight([spec.recipe for spec in specs], booting=True):
             return EXIT_BAD_INPUT

@@ -44,6 +44,7 @@ class BaseMachine:
     """Everything of the Machine API that ``execute`` can do, for any backend that provides ``execute``."""
 
     name: str
+    keep_machine_state: bool
     out_dir: Path
     shared_dir: Path
     state_dir: Path
@@ -54,6 +55,18 @@ class BaseMachine:
         """Run ``command`` in the guest; returns (status, stdout); each backend provides it."""
         raise NotImplementedError
 
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} '{self.name}'>"
+
+    @property
+    def keep_vm_state(self) -> bool:
+        """The pre-2026 name of ``keep_machine_state``."""
+        return self.keep_machine_state
+
+    @keep_vm_state.setter
+    def keep_vm_state(self, value: bool) -> None:
+        self.keep_machine_state = value
 
     # -- logging ---------------------------------------------------------------------------
 
@@ -136,9 +149,15 @@ class BaseMachine:
             retry_or_raise(check_failure, timeout, kept_succeeding)
         return output
 
-    def sleep(self, secs: Timeout) -> None:
-        """Sleep inside the guest (time passes with the guest clock)."""
-        seconds = to_seconds(secs)
+    def sleep(self, secs: Timeout | None = None, duration: Timeout | None = None) -> None:
+        """Sleep inside the guest for ``duration`` (or ``secs``, its older name: give one), so that time
+        passes with the guest clock; raises TypeError for both or neither."""
+        if (secs is None) == (duration is None):
+            raise TypeError(f"{self.name}.sleep() takes one of 'secs' and 'duration', got "
+                            f"{'both' if secs is not None else 'neither'}")
+        given = duration if duration is not None else secs
+        assert given is not None
+        seconds = to_seconds(given)
         self.succeed(f"sleep {seconds:g}", timeout=seconds + 30)
 
     # -- systemd ---------------------------------------------------------------------------

@@ -48,14 +48,15 @@ from vmtest.portable.runtime.nspawn_command import (
     NSPAWN_ENVIRONMENT,
     guest_command,
     host_pid,
+    machine_name,
     notify_fields,
     nspawn_argv,
     start_argv,
 )
-from vmtest.portable.runtime.process import run_tied, spawn, terminate_group
+from vmtest.portable.runtime.process import run_tied, spawn, terminate_group, wait_for_exit
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, MachineStarted, MachineStopped
-from vmtest.waiting import Deadline, Timeout, format_seconds, poll, to_whole_seconds
+from vmtest.waiting import Deadline, Timeout, format_seconds, poll, to_seconds, to_whole_seconds
 
 NO_SCREEN = "a container has no screen, keyboard or virtual consoles (boot the machine as a VM)"
 NO_QEMU = "a container has no QEMU monitor or QMP (boot the machine as a VM)"
@@ -123,7 +124,7 @@ class NspawnMachine(X11Machine):
         self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.console_log_path = self.out_dir / "serial" / f"{self.name}.log"
         # Unique on this host: nspawn keeps per-machine paths under /run/systemd/nspawn.
-        self.machine_name = f"{self.name}-{self.tmp_dir.name.rsplit('-', 1)[-1].lower()}"[:64]
+        self.machine_name = machine_name(self.name, self.tmp_dir)
         self.files = self._write_guest_files(hosts)
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
@@ -140,9 +141,6 @@ class NspawnMachine(X11Machine):
         self._namespace_leader: int | None = None
         self._threads: list[threading.Thread] = []
         self._background: list[subprocess.Popen[bytes]] = []
-
-    def __repr__(self) -> str:
-        return f"<NspawnMachine '{self.name}'>"
 
     def _write_guest_files(self, hosts: str) -> dict[str, Path]:
         files = self.state_dir.parent / f"container-files-{self.name}"
@@ -370,12 +368,14 @@ class NspawnMachine(X11Machine):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.wait_for_shutdown()
 
-    def wait_for_shutdown(self) -> None:
-        """Wait for nspawn to exit (the container powered off), then close its notify socket."""
+    def wait_for_shutdown(self, timeout: Timeout | None = None) -> None:
+        """Wait for nspawn to exit (the container powered off), then close this machine's sockets; with a
+        ``timeout``, raises RequestedAssertionFailed when it is still running then (it is left running)."""
         if not self.booted or self.process is None:
             return
         with self.nested("waiting for the container to power off"):
-            self.process.wait()
+            wait_for_exit(self.process, None if timeout is None else to_seconds(timeout), self.name,
+                          "the container did not power off")
             self._close()
 
     def _close(self) -> None:

@@ -39,7 +39,7 @@ from vmtest.portable.runtime.signals import shielded
 from vmtest.portable.runtime.vlan import VLan
 from vmtest.progress.events import Emit
 from vmtest.redaction import Redactor
-from vmtest.waiting import format_seconds, retry
+from vmtest.waiting import Timeout, format_seconds, retry, to_seconds
 
 # How long a machine may take from the testScript first needing it to its backdoor shell.
 BOOT_DEADLINE_KVM = 120.0
@@ -443,11 +443,17 @@ class Driver:
         fun_: Callable[[], bool | None] | None = None,
         *,
         seconds_interval: float = 2.0,
+        interval: Timeout | None = None,
         description: str | None = None,
     ) -> Any:
-        """Decorator turning a function into a PollingCondition (usable as ``with cond:``)."""
+        """Decorator turning a function into a PollingCondition (usable as ``with cond:``), checked at
+        most every ``interval`` (2 s; ``seconds_interval`` is its older name); TypeError for both."""
+        if interval is not None and seconds_interval != 2.0:
+            raise TypeError("polling_condition() takes one of 'interval' and 'seconds_interval', got both")
+        every = to_seconds(interval) if interval is not None else seconds_interval
+
         def wrap(fun: Callable[[], bool | None]) -> PollingCondition:
-            condition = PollingCondition(fun, self.logger, seconds_interval, description)
+            condition = PollingCondition(fun, self.logger, every, description)
             condition.active_conditions = self.polling_conditions
             return condition
 

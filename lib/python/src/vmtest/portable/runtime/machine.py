@@ -1,10 +1,9 @@
 """QemuMachine: the upstream driver's Machine API over a QEMU process and its backdoor shell.
 
-Names, signatures and semantics follow nixpkgs' ``test_driver.machine`` (see
-``shared/reference/nixos-test-driver.md`` §1 and §3), down to the guest commands
-the methods run (``nc -z`` for the port waits, ``xwininfo``, ``journalctl``): a Debian
-twin must carry what a NixOS node has for them (tests/repo/guest_interface.py). Errors
-name the machine, what was waited for, the elapsed time and where the console log is.
+Names, signatures and semantics follow nixpkgs' ``test_driver.machine``, down to the guest commands
+the methods run (``nc -z``, ``xwininfo``, ``journalctl``: a Debian twin carries what a NixOS node has
+for them, tests/repo/guest_interface.py). Errors name the machine, what was waited for, the elapsed
+time and where the console log is.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 
 from vmtest.artifacts import SERIAL_LOGS
 from vmtest.errors import MachineError
-from vmtest.machine_api import CheckpointSites
+from vmtest.machine_api import CheckpointSites, UnsupportedOnMachine
 from vmtest.portable.runtime.backdoor import (
     MARKER,
     STATUS_REQUEST,
@@ -39,14 +38,20 @@ from vmtest.portable.runtime.base_machine import BaseMachine
 from vmtest.portable.runtime.console import ConsoleMachine
 from vmtest.portable.runtime.driver_log import AbstractLogger
 from vmtest.portable.runtime.machine_state import QEMU_CONNECT_TIMEOUT, SavedStateMachine
-from vmtest.portable.runtime.process import end_boot_priority, run_tied, set_session_nice, spawn, terminate_group
+from vmtest.portable.runtime.process import (
+    end_boot_priority,
+    run_tied,
+    set_session_nice,
+    spawn,
+    terminate_group,
+    wait_for_exit,
+)
 from vmtest.portable.runtime.qmp import QMPClient
 from vmtest.portable.runtime.x11 import X11Machine
 from vmtest.progress.events import Emit, Event, GuestResult, MachineStarted, MachineStopped
-from vmtest.waiting import Deadline, Timeout, format_seconds
+from vmtest.waiting import Deadline, Timeout, format_seconds, to_seconds
 
 __all__ = ["MARKER", "BaseMachine", "QemuMachine"]
-
 
 
 class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
@@ -61,14 +66,20 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
         name: str | None = None,
         keep_machine_state: bool = False,
         callbacks: list[Callable[[], Any]] | None = None,
+        vsock_guest: Path | None = None,
+        vsock_host: Path | None = None,
+        *,
         boot_panic_retries: int = 0,
         boot_nice: int = 0,
         boot_timeout: float | None = None,
         redact: Callable[[str], str] | None = None,
-        *,
         keep_vm_state: bool = False,
         progress: Emit | None = None,
     ) -> None:
+        if vsock_guest is not None or vsock_host is not None:  # the 2026 driver's SSH backdoor over vsock
+            raise UnsupportedOnMachine(f"QemuMachine {name or start_command}: the SSH backdoor over vsock "
+                                       "(vsock_guest, vsock_host) is the NixOS driver's; the portable runtime "
+                                       "has none: shell_interact()")
         self.out_dir = Path(out_dir)
         self.tmp_dir = Path(tmp_dir)
         self.start_command = start_command
@@ -117,18 +128,6 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
         self.accelerator_reason: str | None = None
         # The run's checkpoints (vmtest.checkpoint), set by the driver when it keeps them.
         self.checkpoint_store: CheckpointSites | None = None
-
-    def __repr__(self) -> str:
-        return f"<QemuMachine '{self.name}'>"
-
-    @property
-    def keep_vm_state(self) -> bool:
-        """The pre-2026 name of ``keep_machine_state``."""
-        return self.keep_machine_state
-
-    @keep_vm_state.setter
-    def keep_vm_state(self, value: bool) -> None:
-        self.keep_machine_state = value
 
     def show_progress(self, event: Event) -> None:
         """Show ``event`` on the run's progress display (a guest's words redacted); without one, log a
@@ -440,12 +439,14 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
         self.send_key("ctrl-alt-delete")
         self.connected = False
 
-    def wait_for_shutdown(self) -> None:
-        """Wait for QEMU to exit, then close this machine's sockets."""
+    def wait_for_shutdown(self, timeout: Timeout | None = None) -> None:
+        """Wait for QEMU to exit (the VM powered off), then close this machine's sockets; with a
+        ``timeout``, raises RequestedAssertionFailed when it is still running then (it is left running)."""
         if not self.booted or self.process is None:
             return
         with self.nested("waiting for the VM to power off"):
-            self.process.wait()
+            wait_for_exit(self.process, None if timeout is None else to_seconds(timeout), self.name,
+                          "the VM did not power off")
             self._close()
 
     def _close(self) -> None:

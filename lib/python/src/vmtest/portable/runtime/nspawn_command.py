@@ -5,6 +5,7 @@ Pure functions of their arguments, so the unit tests read them without a contain
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -38,6 +39,13 @@ HOST_GRACE_SECONDS = 30.0
 BOOT_DEADLINE_SECONDS = 120.0
 # basic.target: where the VM's backdoor.service starts (a service's default dependencies).
 BOOTED = "systemctl is-active basic.target"
+
+
+def machine_name(name: str, run_dir: Path) -> str:
+    """systemd-nspawn's ``--machine``: the machine's name and its run's suffix, as a valid host name
+    (letters, digits and ``-``: nspawn refuses ``_``, which temporary directory names contain)."""
+    suffix = run_dir.name.rsplit("-", 1)[-1]
+    return re.sub(r"[^a-z0-9-]", "-", f"{name}-{suffix}".lower())[:64].strip("-")
 
 
 def nspawn_argv(name: str, machine_name: str, state_dir: Path, shared_dir: Path, files: dict[str, Path],

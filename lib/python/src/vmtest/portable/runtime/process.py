@@ -19,9 +19,13 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from vmtest.errors import RequestedAssertionFailed
+from vmtest.waiting import gave_up
 
 PR_SET_PDEATHSIG = 1
 
@@ -184,3 +188,17 @@ def end_boot_priority(pid: int, log: Callable[[str], None]) -> None:
     except FileNotFoundError:
         return  # QEMU has exited; connect() reports that
     log("back to nice 0")
+
+
+def wait_for_exit(process: subprocess.Popen[Any], timeout: float | None, name: str, what: str) -> None:
+    """Wait for ``process`` (a machine's QEMU or nspawn) to exit, at most ``timeout`` seconds (None: for
+    ever); raises RequestedAssertionFailed naming machine ``name`` and ``what`` did not happen."""
+    started = time.monotonic()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        assert timeout is not None
+        elapsed = time.monotonic() - started
+        raise RequestedAssertionFailed(gave_up(name, what, elapsed, timeout, f"pid {process.pid} still running"))\
+            from None
+

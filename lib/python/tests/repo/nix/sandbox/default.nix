@@ -137,6 +137,7 @@ let
       arguments = import "${toString repo}/lib/nix/arguments.nix" { inherit lib; };
       hostSystem = builtins.currentSystem;
       withArtifacts = test: test;
+      forceAccel = import "${toString repo}/lib/nix/force-accel.nix";
     };
   };
   server = (import ../module-eval.nix {
