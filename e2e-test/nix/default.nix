@@ -7,19 +7,23 @@
 # portable runtime runs); tests/repo/test_nix_library.py checks the two agree.
 # `browserSuite`/`browserLog` choose the client's runner: the Python suite by default, or the
 # TypeScript one (pkgs.alicia-e2e-client-tests-ts, "playwright.log"): the flake's e2e-ts check.
+# `nodeKind` is webStackE2e's: "vm" (QEMU VMs, the default) or "container" (systemd-nspawn
+# containers, nixpkgs 26.05 and later): the flake's e2e-containers check, named alicia-e2e-containers.
 {
   pkgs,
   vmtestLib,
   browserSuite ? pkgs.alicia-e2e-client-tests,
   browserLog ? "pytest.log",
+  nodeKind ? "vm",
 }:
 let
   alicia = pkgs.alicia;
   mockUrl = "http://127.0.0.1:9090/v1";
 in
 vmtestLib.webStackE2e {
-  name = "alicia-e2e";
+  name = if nodeKind == "vm" then "alicia-e2e" else "alicia-e2e-${nodeKind}s";
   app = "alicia";
+  inherit nodeKind;
   package = alicia;
   inherit browserSuite browserLog;
   # Seed 000's configuration, hermetic: the LLM/ASR/TTS/embeddings endpoints and LiveKit are

@@ -1,6 +1,7 @@
 # lib.<system>.webStackE2e: the e2e suite for your web app: a `server` VM (PostgreSQL, your app's
 # migrations, your app, nginx: nixosModules.e2e-server) and a `client` VM running your browser
-# suite against it (nixosModules.e2e-client), driven by e2e-test/test_script.py (the Alicia
+# suite against it (nixosModules.e2e-client), or the same two as systemd-nspawn containers
+# (`nodeKind = "container"`), driven by e2e-test/test_script.py (the Alicia
 # suite's testScript, which `make e2e` runs on the portable runtime). Returns the check: a
 # verdict with `.artifacts` (report.html, junit.xml, junit-browser.xml, logs/, screenshots/,
 # test-results/, summary.json) and `.driverInteractive` (lib/nix/test-with-artifacts.nix).
@@ -80,6 +81,12 @@ let
     # Fail instead of running the VMs under TCG when the host has no KVM (qemu.forceAccel: nixpkgs
     # 26.05 and later; with an older nixpkgs, true is an error). Default false.
     forceAccel = { kind = "bool"; about = "fail instead of falling back to TCG (nixpkgs 26.05 and later)"; };
+    # How server and client run: "vm" (the test option `nodes.<name>`: QEMU VMs, every nixpkgs) or
+    # "container" (`containers.<name>`: systemd-nspawn containers sharing the host's kernel and
+    # store, from nixos-26.05 on; with an older nixpkgs it is an error naming the revisions that
+    # have them). The same roles, testScript and artifacts either way; a container gets no VM
+    # sizes (memory, cores, disk, graphics). Default "vm".
+    nodeKind = { kind = "string"; about = "\"vm\" (QEMU VMs) or \"container\" (systemd-nspawn, nixpkgs 26.05 and later)"; };
   };
 in
 given:
@@ -92,6 +99,8 @@ let
   databaseExtensions = args.databaseExtensions or [ ];
   secrets = args.secrets or { };
   helperServices = args.helperServices or { };
+  nodeKind = args.nodeKind or "vm";
+  kinds = [ "vm" "container" ];
   # What nixosModules.e2e-server declares, by name, for the testScript (vmtest.suites.web_stack).
   stack = {
     version = 1;
@@ -119,19 +128,24 @@ let
     # Prepended by vmtest's ${function}: the stack under test (vmtest.suites.web_stack).
     VMTEST_E2E = ${builtins.toJSON (builtins.toJSON stack)}
   '';
-  # A lean test VM; your modules win (mkDefault).
+  # A lean test machine; your modules win (mkDefault). The sizes are QEMU's (qemu-vm.nix): a
+  # container has no such options (nixos/modules/virtualisation/nspawn-container), so they are
+  # the VMs' only.
   lean = {
     system.stateVersion = lib.mkDefault "25.11";
     documentation.enable = lib.mkDefault false;
     nix.enable = lib.mkDefault false;
+  };
+  vmSize = diskSize: {
     virtualisation = {
       memorySize = lib.mkDefault 2048;
       cores = lib.mkDefault 2;
       graphics = lib.mkDefault false;
-    };
+    } // lib.optionalAttrs (diskSize != null) { diskSize = lib.mkDefault diskSize; };
   };
+  sized = diskSize: lib.optional (nodeKind == "vm") (vmSize diskSize);
   server = {
-    imports = [ ./modules/e2e-server.nix lean ] ++ (args.serverModules or [ ]);
+    imports = [ ./modules/e2e-server.nix lean ] ++ sized 4096 ++ (args.serverModules or [ ]);
     vmtest.e2e.server = {
       enable = true;
       inherit app package port healthPath databaseExtensions secrets;
@@ -144,17 +158,33 @@ let
     // lib.optionalAttrs (args ? proxyLocations) { inherit (args) proxyLocations; };
   };
   client = {
-    imports = [ ./modules/e2e-client.nix lean ] ++ (args.clientModules or [ ]);
+    imports = [ ./modules/e2e-client.nix lean ] ++ sized null ++ (args.clientModules or [ ]);
     vmtest.e2e.client = {
       enable = true;
       inherit (args) browserSuite;
     };
   };
+  # The machines as containers: a test module that asks the test framework's `options` whether it
+  # declares `containers` (nixos/lib/testing/nodes.nix, nixos-26.05 and later), as forceAccel asks
+  # for qemu.forceAccel, and is an error naming the function where it does not.
+  asContainers = { options, ... }: {
+    config =
+      if options ? containers then { containers = { inherit server client; }; }
+      else throw ("${function}: `nodeKind = \"container\"` needs the test option `containers` "
+        + "(systemd-nspawn machines), which the test framework of this nixpkgs does not declare "
+        + "(nixos-26.05 and later do); use nodeKind = \"vm\" (the default) with this nixpkgs");
+  };
+  machines =
+    if !(builtins.elem nodeKind kinds) then
+      throw "${function}: the argument `nodeKind` is \"${nodeKind}\"; it is \"vm\" or \"container\""
+    else if nodeKind == "container" && (args.forceAccel or false) then
+      throw "${function}: `forceAccel = true` is about QEMU, and `nodeKind = \"container\"` runs no QEMU"
+    else if nodeKind == "vm" then { nodes = { inherit server client; }; }
+    else { imports = [ asContainers ]; };
 in
 withArtifacts {
   inherit name;
-  imports = lib.optional (args.forceAccel or false) (forceAccel function);
-  nodes = { inherit server client; };
+  imports = lib.optional (args.forceAccel or false) (forceAccel function) ++ [ machines ];
   node.specialArgs = args.specialArgs or { };
   extraPythonPackages = args.extraPythonPackages or (_: [ ]);
   globalTimeout = args.globalTimeout or 3600;

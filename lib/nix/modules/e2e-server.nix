@@ -11,6 +11,8 @@
 # Add to the vhost "_" (services.nginx.virtualHosts."_".locations) and to the units from your own
 # server modules; config.vmtest.e2e.server.securityHeaders are the headers to repeat in a location
 # that adds headers of its own (nginx does not inherit add_header into it).
+# Nothing here is QEMU's: the role serves a VM (`nodes.server`) and a container (`containers.server`)
+# alike; lib.<system>.webStackE2e gives a VM server its sizes (a 4096 MiB disk among them).
 { config, lib, pkgs, ... }:
 let
   cfg = config.vmtest.e2e.server;
@@ -114,7 +116,6 @@ in
   };
 
   config = lib.mkIf cfg.enable {
-    virtualisation.diskSize = lib.mkDefault 4096;
     networking.firewall.allowedTCPPorts = [ 80 ];
 
     services.postgresql = {

@@ -6,13 +6,14 @@ tests/unit/data/upstream_api.json name: nixos-25.11 (the flake's pin), nixos-26.
 nixos-unstable. The stub nixpkgs stands for one revision at a time
 (nix/stub-nixpkgs/testing-options.nix): its runNixOSTest takes the test options that revision
 declares, of their types, and refuses any other, so each evaluation checks every test option
-the library sets. Where the library needs an option only some revisions have (`forceAccel`), it
-asks the test framework's `options`; both branches are tested. CI builds the checks under each
+the library sets. Where the library needs an option only some revisions have (`forceAccel`,
+`nodeKind = "container"`), it asks the test framework's `options`; both branches are tested. The
+flake's `e2e-containers` check exists exactly where the revision declares `containers`. CI builds the checks under each
 revision (.github/workflows/nix.yml), whose matrix must name the same revisions.
 
 Negative controls: an option only 26.05 and later declare (`containers`, `qemu.forceAccel`) under
 the 25.11 stub, an option unstable removed, a value of the wrong type, a library that sets
-`qemu.forceAccel` without asking, and a workflow matrix missing a revision.
+`qemu.forceAccel` or `containers` without asking, and a workflow matrix missing a revision.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from .repo_checks import REPO, tracked_copy
 from .test_nix_library import CONSUMERS, NIX, _library_copy, consumer, library
 
 REVISIONS = tuple(json.loads((REPO / "lib/python/tests/unit/data/upstream_api.json").read_text())["revisions"])
+# The revisions whose test framework declares `containers.<name>` (testing-options.nix).
+CONTAINER_REVISIONS = ("nixos-26.05", "nixos-unstable")
 STUB = NIX / "stub-nixpkgs"
 # What the flake's outputs are, forced as `nix flake check` forces them: every check's testScript,
 # nodes, artifacts and interactive driver; the packages, apps and shells by name.
 FORCED = (
     "let forced = check: if check ? driver then { script = check.driver.testScript; "
-    "  nodes = builtins.attrNames check.nodes; artifacts = check.artifacts.name; "
+    "  nodes = builtins.attrNames check.nodes; containers = builtins.attrNames (check.config.containers or { }); "
+    "  artifacts = check.artifacts.name; "
     "  interactive = check.driverInteractive.name; name = check.config.name; } else check.name; "
     "names = builtins.mapAttrs (system: builtins.attrNames); in "
     "{ checks = builtins.mapAttrs (system: builtins.mapAttrs (name: forced)) outputs.checks; "
@@ -92,8 +96,21 @@ def test_this_flakes_outputs_evaluate_under_each_revision_and_are_the_same(revis
     assert {"vm-boot", "vm-service", "vm-integration"} <= set(checks["aarch64-darwin"])
     assert checks["x86_64-linux"]["vm-integration"]["nodes"] == ["peer", "vm"]
     assert checks["x86_64-linux"]["e2e"]["nodes"] == ["client", "server"]
+    assert checks["x86_64-linux"]["e2e"]["containers"] == []
+    # The container variant of the e2e check exists where the revision declares `containers`, on
+    # x86_64-linux only (as `e2e`), with its artifacts package; its machines are containers only.
+    if revision in CONTAINER_REVISIONS:
+        containers = checks["x86_64-linux"].pop("e2e-containers")
+        assert (containers["nodes"], containers["containers"]) == ([], ["client", "server"])
+        assert containers["name"] == "alicia-e2e-containers"
+        assert containers["artifacts"] == "alicia-e2e-containers-artifacts"
+        # The same testScript as the VM check's but for the stack's name in the prelude.
+        assert containers["script"] == checks["x86_64-linux"]["e2e"]["script"].replace(
+            '\\"name\\":\\"alicia-e2e\\"', '\\"name\\":\\"alicia-e2e-containers\\"')
+        outputs["packages"]["x86_64-linux"].remove("e2e-containers-artifacts")
+    assert all("e2e-containers" not in named for named in checks.values())
     # The library gives the same tests whichever revision runs them (no option is chosen by revision
-    # unless asked for: forceAccel, below).
+    # unless asked for: forceAccel and the e2e container check, below).
     assert outputs == pinned_outputs
 
 
@@ -138,6 +155,118 @@ def test_without_force_accel_no_revision_gets_the_option(revision: str) -> None:
     defined = library('builtins.mapAttrs (name: check: check.config ? qemu) (vmtest.lib.x86_64-linux.vmValidation '
                       '{ modules = [ ]; user = "ada"; })', revision=revision)
     assert defined == {"vm-boot": False, "vm-integration": False, "vm-service": False}
+
+
+# Server and client as containers (`nodeKind = "container"`): where the revision declares them.
+
+def _web(system: str = "x86_64-linux", more: str = "") -> str:
+    return (f'vmtest.lib.{system}.webStackE2e {{ app = "a"; package = {{ type = "derivation"; name = "a"; }}; '
+            f'browserSuite = {{ type = "derivation"; name = "b"; }}; {more}}}')
+
+
+AS_CONTAINERS = 'nodeKind = "container"; '
+AS_VMS = 'nodeKind = "vm"; '
+MACHINES = ("c: { nodes = builtins.attrNames (c.config.nodes or { }); "
+            "containers = builtins.attrNames (c.config.containers or { }); }")
+
+
+@pytest.mark.parametrize("revision", CONTAINER_REVISIONS)
+def test_the_container_variant_declares_containers_and_no_nodes(revision: str) -> None:
+    shape = library(
+        f'let vm = {_web()}; box = {_web(more=AS_CONTAINERS)}; machines = {MACHINES}; '
+        "role = c: name: c.config.${name}.${name}.imports; "
+        "sizes = m: builtins.filter (i: builtins.isAttrs i && i ? virtualisation) m.imports; in "
+        "{ vm = machines vm; box = machines box; "
+        "  sameScript = vm.driver.testScript == box.driver.testScript; "
+        "  roles = map (name: { vm = builtins.length vm.config.nodes.${name}.imports; "
+        "    box = builtins.length box.config.containers.${name}.imports; "
+        "    vmSizes = map (i: builtins.attrNames i.virtualisation) (sizes vm.config.nodes.${name}); "
+        "    boxSizes = builtins.length (sizes box.config.containers.${name}); }) [ \"server\" \"client\" ]; "
+        "  settings = box.config.containers.server.vmtest.e2e.server == vm.config.nodes.server.vmtest.e2e.server; "
+        "  suite = box.config.containers.client.vmtest.e2e.client.browserSuite.name; }", revision=revision)
+    assert shape["vm"] == {"nodes": ["client", "server"], "containers": []}
+    assert shape["box"] == {"nodes": [], "containers": ["client", "server"]}
+    # The same testScript (e2e-test/test_script.py after the same prelude) and the same roles; a
+    # container gets no QEMU sizes (nspawn-container declares none), a VM gets them.
+    assert shape["sameScript"] is True and shape["settings"] is True and shape["suite"] == "b"
+    assert shape["roles"] == [
+        {"vm": 3, "box": 2, "vmSizes": [["cores", "diskSize", "graphics", "memorySize"]], "boxSizes": 0},
+        {"vm": 3, "box": 2, "vmSizes": [["cores", "graphics", "memorySize"]], "boxSizes": 0}]
+
+
+def test_the_container_variant_is_a_clear_error_where_the_revision_lacks_containers() -> None:
+    message = _error(f'({_web("aarch64-darwin", AS_CONTAINERS)}).driver.testScript', "nixos-25.11")
+    assert ('vmtest.lib.aarch64-darwin.webStackE2e: `nodeKind = "container"` needs the test option `containers` '
+            "(systemd-nspawn machines), which the test framework of this nixpkgs does not declare "
+            '(nixos-26.05 and later do); use nodeKind = "vm" (the default) with this nixpkgs') in message, message
+    # Not the stub's own refusal: the library asked before defining anything.
+    assert "does not exist" not in message
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_the_default_and_vm_node_kinds_are_nodes_under_every_revision(revision: str) -> None:
+    shapes = library(f'let machines = {MACHINES}; in {{ default = machines ({_web()}); '
+                     f'vm = machines ({_web(more=AS_VMS)}); }}', revision=revision)
+    assert shapes == {"default": {"nodes": ["client", "server"], "containers": []},
+                      "vm": {"nodes": ["client", "server"], "containers": []}}
+
+
+@pytest.mark.parametrize(("more", "message"), [
+    ('nodeKind = "nspawn"; ', 'webStackE2e: the argument `nodeKind` is "nspawn"; it is "vm" or "container"'),
+    ("nodeKind = true; ", "webStackE2e: the argument `nodeKind` (string: "),
+    ('nodeKind = "container"; forceAccel = true; ',
+     'webStackE2e: `forceAccel = true` is about QEMU, and `nodeKind = "container"` runs no QEMU'),
+])
+def test_a_wrong_node_kind_is_a_throw_naming_the_argument(more: str, message: str) -> None:
+    assert message in _error(f"({_web(more=more)}).driver.testScript", "nixos-26.05")
+
+
+@pytest.mark.parametrize("revision", CONTAINER_REVISIONS)
+def test_the_e2e_testscript_passes_the_type_check_with_server_and_client_as_containers(
+        revision: str, tmp_path: Path) -> None:
+    """The header the revision's driver writes for `containers.server` and `containers.client`
+    (NspawnMachine), over e2e-test/test_script.py unchanged: what the container check's driver checks.
+    nixos-26.05's NspawnMachine has no `screenshot` (unstable's has, through xwd): the testScript's
+    call, which tolerates its failure at run time, is a type error there until the testScript asks
+    for the method first; this pins that state so that the fix shows here."""
+    from . import driver_stubs
+    from .test_driver_typecheck import _script, _typecheck
+
+    script = driver_stubs.header(revision, [], ["server", "client"]) + _script("e2e-test/test_script.py")
+    assert "server = create_fake_nspawn_machine()" in script and "= create_fake_qemu_machine()" not in script
+    expected = {"nixos-26.05": '"NspawnMachine" has no attribute "screenshot"  [attr-defined]\n', "nixos-unstable": ""}
+    assert _typecheck(revision, {"e2e_containers": script}, tmp_path) == {"e2e_containers": expected[revision]}
+
+
+def test_a_library_that_declares_containers_without_asking_fails_under_the_revision_without_them(
+        tmp_path: Path) -> None:
+    """web-stack-e2e.nix defining `containers` itself, as if every nixpkgs had them: the e2e container
+    variant then fails under nixos-25.11 with the stub's refusal instead of the library's message."""
+    copy = _library_copy(tmp_path / "vmtest")
+    builder = copy / "lib/nix/web-stack-e2e.nix"
+    text = builder.read_text()
+    chooses = "else { imports = [ asContainers ]; };"
+    assert chooses in text
+    builder.write_text(text.replace(chooses, "else { containers = { inherit server client; }; };"))
+    call = (f'(let vmtest = import {NIX / "flake-outputs.nix"} {{ flake = {copy}; revision = "nixos-25.11"; }}; '
+            f'in ({_web(more=AS_CONTAINERS)}).driver.testScript)')
+    with pytest.raises(EvaluationError, match=re.escape("the test option `containers' does not exist")):
+        library(call, revision="nixos-25.11")
+
+
+def test_a_flake_that_adds_the_container_check_unasked_fails_under_the_pin(tmp_path: Path) -> None:
+    """flake.nix adding e2e-containers on x86_64-linux without asking the test framework: its
+    checks no longer evaluate under nixos-25.11 (`nix flake check` would fail there)."""
+    copy = _library_copy(tmp_path / "vmtest")
+    flake = copy / "flake.nix"
+    text = flake.read_text()
+    asks = '(system == "x86_64-linux" && declaresContainers)'
+    assert asks in text
+    flake.write_text(text.replace(asks, '(system == "x86_64-linux")'))
+    script = "outputs.checks.x86_64-linux.e2e-containers.driver.testScript"
+    with pytest.raises(EvaluationError, match=re.escape("needs the test option `containers`")):
+        evaluate(copy, script, revision="nixos-25.11")
+    assert evaluate(copy, script, revision="nixos-26.05").endswith((REPO / "e2e-test/test_script.py").read_text())
 
 
 # Negative controls: the stub refuses what a revision does not declare.

@@ -110,7 +110,10 @@ let
         nodes = test.nodes or { };
         containers = test.containers or { };
         inherit test revision;
-      };
+      }
+      # The test's `passthru` on what it returns, as nixos/lib/testing/run.nix adds it to the test
+      # derivation (the flake's checks ask `passthru.declaresContainers` of a test with no machine).
+      // (test.passthru or { });
     callPackage = callWith final;
     writeText = name: text: drv name { inherit text; };
     buildGoModule = attrs: drv "${attrs.pname}-${attrs.version}" attrs;
