@@ -263,16 +263,44 @@ def mark_up_to_date(root: Path) -> None:
         os.utime(marker, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
 
 
+# Where setup commands find the host's trust store (removed after them): a setup that downloads
+# (``npm ci``) trusts what the host's own downloads (apt, pip) trust, a TLS-inspecting proxy's CA
+# included, which the image's fresh ca-certificates lacks.
+SETUP_CA_BUNDLE = "/run/vmtest-host-ca.crt"
+# The variables the setup's tools read a CA bundle from: OpenSSL and curl, Node.js and npm, pip.
+SETUP_CA_VARIABLES = ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "PIP_CERT",
+                      "REQUESTS_CA_BUNDLE")
+
+
+def host_ca_bundle() -> Path | None:
+    """The host's CA bundle: ``$SSL_CERT_FILE`` if it names a file, else Debian's, else None."""
+    for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
 def run_setup(root: Path, recipe: Recipe) -> None:
-    """Run the recipe's setup commands in the image (under emulation for foreign arches)."""
-    for number, command in enumerate(recipe.setup, 1):
-        result = run(recipe, f"setup[{number}]", ["chroot", str(root), "/bin/sh", "-euc", command],
-                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"}, check=False)
-        if result.returncode != 0:
-            raise ImageBuildError(
-                f"recipe {recipe.path}: setup[{number}] `{command}` failed (exit {result.returncode}):\n"
-                f"{(result.stdout + result.stderr).strip()[-2000:]}"
-            )
+    """Run the recipe's setup commands in the image (under emulation for foreign arches), trusting the
+    host's CA bundle; raises ImageBuildError naming the first command that fails, with its output."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"}
+    bundle = host_ca_bundle()
+    inside = root / SETUP_CA_BUNDLE.lstrip("/")
+    if bundle is not None and recipe.setup:
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bundle, inside)
+        env.update(dict.fromkeys(SETUP_CA_VARIABLES, SETUP_CA_BUNDLE))
+    try:
+        for number, command in enumerate(recipe.setup, 1):
+            result = run(recipe, f"setup[{number}]", ["chroot", str(root), "/bin/sh", "-euc", command], env=env,
+                         check=False)
+            if result.returncode != 0:
+                raise ImageBuildError(
+                    f"recipe {recipe.path}: setup[{number}] `{command}` failed (exit {result.returncode}):\n"
+                    f"{(result.stdout + result.stderr).strip()[-2000:]}"
+                )
+    finally:
+        inside.unlink(missing_ok=True)
 
 
 def configure(root: Path, recipe: Recipe, foreign_packages: list[str] | None = None) -> None:
