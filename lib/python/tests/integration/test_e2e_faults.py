@@ -52,7 +52,8 @@ def run_e2e(server: Path, out: Path, kind: str, client: Path = CLIENT) -> tuple[
 def failures(junit: Path) -> dict[str, str]:
     found = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        failure = case.find("failure")
+        # @playwright/test's JUnit reporter writes a thrown Error as <error>, pytest's as <failure>.
+        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
         if failure is not None:
             found[case.get("name", "")] = f"{failure.get('message', '')}\n{failure.text or ''}"
     return found
@@ -147,13 +148,13 @@ def test_the_typescript_suite_reports_a_failed_spec_with_its_screenshot(tmp_path
     code, output = run_e2e(FAULTS / "server-llm-error.toml", out, "container", client=CLIENT_TS)
     assert code == 1, output
     browser = failures(out / "junit-browser.xml")
-    assert [name for name in browser if "receive_ai_reply" in name] == list(browser), (
-        "only the spec the fault breaks fails")
-    reply = next(iter(browser.values()))
-    assert "LLM returned HTTP 500" in reply and "mock LLM failure" in reply
-    assert (out / "logs" / "client" / "playwright.log").is_file() or (out / "playwright.log").is_file()
-    shots = list((out / "screenshots" / "browser").glob("*.png"))
-    assert len(shots) >= 2, shots  # the failed spec's and the final state
+    # Every spec that needs an assistant reply fails for the LLM's reason (six of twelve in the VM
+    # run of 2026-12-07); the app itself still loads.
+    assert "test_04_receive_ai_reply" in browser and "test_01_app_loads" not in browser
+    assert all("LLM returned HTTP 500" in message and "mock LLM failure" in message for message in browser.values())
+    assert (out / "logs" / "client" / "playwright.log").is_file(), "the TS runner's log, as pytest.log for pytest"
+    shots = {shot.stem for shot in (out / "screenshots" / "browser").glob("*.png")}
+    assert shots == set(browser) | {"final-state"}, "a screenshot per failed spec, and the final state"
     assert_artifacts_arrived(out, output, "container")
     page = (out / "report.html").read_text()
     first = page.index('<article class="failure">')
