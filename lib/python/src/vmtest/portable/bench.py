@@ -32,7 +32,7 @@ from vmtest.artifacts import PERFORMANCE_RECORD, RUN_RECORD
 from vmtest.portable.accel import select_accelerator
 from vmtest.portable.image.builder import build_image
 from vmtest.portable.image.recipe import load_recipe
-from vmtest.portable.runtime.backdoor import MARKER, STATUS_REQUEST, command_line, read_line_block
+from vmtest.portable.runtime.backdoor import BACKDOOR_DEVICES, MARKER, STATUS_REQUEST, command_line, read_line_block
 from vmtest.portable.runtime.driver_log import CompositeLogger
 from vmtest.portable.runtime.machine import QemuMachine
 from vmtest.portable.runtime.process import spawn
@@ -61,8 +61,8 @@ class RawHarness:
         server.bind(str(self.shell_path))
         server.listen(1)
         args = [
-            "-chardev", f"socket,id=shell,path={self.shell_path}", "-device", "virtio-serial",
-            "-device", "virtconsole,chardev=shell", "-device", "virtio-rng-pci", "-serial", "file:/dev/null",
+            "-chardev", f"socket,id=shell,path={self.shell_path}", *BACKDOOR_DEVICES,
+            "-device", "virtio-rng-pci", "-serial", "file:/dev/null",
             "-monitor", "none", "-no-reboot",
         ]
         env = {**os.environ, "TMPDIR": str(state), "SHARED_DIR": str(state), "USE_TMPDIR": "1"}

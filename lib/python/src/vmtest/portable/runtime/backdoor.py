@@ -16,6 +16,9 @@ import socket
 from vmtest.waiting import Timeout, to_whole_seconds
 
 MARKER = b"Spawning backdoor root shell..."
+# The backdoor's QEMU devices for a chardev ``shell``: a virtio serial port, which QEMU throttles when
+# the host reads slowly, where upstream's virtconsole (/dev/hvc0) drops the bytes (guest/backdoor.sh).
+BACKDOOR_DEVICES = ("-device", "virtio-serial", "-device", "virtserialport,chardev=shell,name=org.vmtest.backdoor")
 STATUS_REQUEST = b"echo ${PIPESTATUS[0]}\n"
 
 

@@ -27,6 +27,7 @@ from vmtest.artifacts import SERIAL_LOGS
 from vmtest.errors import MachineError
 from vmtest.machine_api import CheckpointSites, UnsupportedOnMachine
 from vmtest.portable.runtime.backdoor import (
+    BACKDOOR_DEVICES,
     MARKER,
     STATUS_REQUEST,
     CorruptOutput,
@@ -200,7 +201,7 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-monitor", f"unix:{self.monitor_path}",
             "-chardev", f"socket,id=shell,path={self.shell_path}",
-            "-device", "virtio-serial", "-device", "virtconsole,chardev=shell",
+            *BACKDOOR_DEVICES,
             "-device", "virtio-rng-pci", "-serial", "stdio",
         ]
         if not allow_reboot:

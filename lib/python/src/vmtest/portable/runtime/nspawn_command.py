@@ -22,7 +22,7 @@ PRELUDE = (
     "export PAGER=; cd /tmp; exec 2>/dev/console; "
 )
 NSPAWN_RUN = "/run/systemd/nspawn"
-# Units of the image that are for a VM: the backdoor on /dev/hvc0 (execute needs none) and the
+# Units of the image that are for a VM: the backdoor on its virtio port (execute needs none) and the
 # addresses from the kernel command line (the host sets them); masked by binding /dev/null.
 VM_ONLY_UNITS = ("backdoor.service", "vmtest-network.service")
 # Mounts in the container's private mount namespace, before nspawn starts: $1 the image, $2 the state dir.
