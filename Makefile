@@ -78,7 +78,8 @@ bench: deps venv
 	  --recipe tests/recipes/minimal.toml --recipe tests/recipes/minimal-arm64.toml \
 	  --helpers-recipe tests/recipes/services.toml \
 	  --build-only ../../machines/debian-vm-aarch64.toml --vm-suites ../../tests/vm/machines-aarch64.toml \
-	  --e2e ../../e2e-test/machines.toml --output ../../bench/results.json
+	  --e2e ../../e2e-test/machines.toml --e2e-containers ../../e2e-test/machines-containers.toml \
+	  --output ../../bench/results.json
 
 clean:
 	rm -rf $(VENV) out bench/results.json

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from vmtest.errors import RequestedAssertionFailed
+from vmtest.portable.bench import RawHarness
+from vmtest.portable.runtime.backdoor import UPSTREAM_BACKDOOR_DEVICES
 from vmtest.portable.runtime.driver import Driver
 from vmtest.portable.runtime.driver_log import CompositeLogger, JunitLogger, TerminalLogger
 from vmtest.portable.runtime.machine import QemuMachine
+from vmtest.portable.runtime.qemu import write_start_script
 from vmtest.portable.runtime.spec import prepare_machines
 
 from ..conftest import RECIPES
@@ -52,6 +55,8 @@ def test_execute_framing(machine: QemuMachine) -> None:
     assert machine.execute("touch /tmp/no-output", check_output=False) == (-2, "")
     machine.wait_for_file("/tmp/no-output")
     assert machine.execute("echo $((6 * 7))")[1] == "42\n"
+    # The backdoor reads the virtio serial port, not the console (guest/backdoor.sh says why).
+    assert machine.execute("readlink /proc/$$/fd/0")[1].startswith("/dev/vport")
 
 
 def test_guest_timeout_gives_124(machine: QemuMachine) -> None:
@@ -160,3 +165,22 @@ def test_sleep_and_logging(machine: QemuMachine) -> None:
         machine.log("inside")
     machine.start()  # idempotent
     assert machine.is_up()
+
+
+def test_the_nixos_drivers_console_wiring_drives_the_same_image(tmp_path: Path) -> None:
+    # vmtest's runtime gives the backdoor a virtio serial port; the NixOS driver gives it the
+    # console (virtconsole, /dev/hvc0): the Debian images answer on either, so upstream's driver
+    # keeps driving them (issue 26's check against the real driver).
+    config = prepare_machines([f"machine={RECIPES / 'minimal.toml'}"])[0]
+    script = write_start_script(config, "", tmp_path)
+    harness = RawHarness(script, tmp_path / "state", devices=UPSTREAM_BACKDOOR_DEVICES)
+    try:
+        harness.wait_for_marker()
+        assert harness.execute("echo hello") == (0, "hello\n")
+        assert harness.execute("readlink /proc/$$/fd/0") == (0, "/dev/hvc0\n")
+        harness.stop()
+    finally:
+        if harness.process.poll() is None:
+            harness.process.kill()
+            harness.process.wait()
+

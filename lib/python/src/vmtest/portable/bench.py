@@ -54,14 +54,14 @@ def _stats(samples: list[float]) -> Record:
 class RawHarness:
     """QEMU started from the same start script, with only the sockets it needs and no runtime around it."""
 
-    def __init__(self, script: Path, state: Path) -> None:
+    def __init__(self, script: Path, state: Path, devices: tuple[str, ...] = BACKDOOR_DEVICES) -> None:
         state.mkdir(parents=True, exist_ok=True)
         self.shell_path = state / "shell"
         server = socket.socket(socket.AF_UNIX)
         server.bind(str(self.shell_path))
         server.listen(1)
         args = [
-            "-chardev", f"socket,id=shell,path={self.shell_path}", *BACKDOOR_DEVICES,
+            "-chardev", f"socket,id=shell,path={self.shell_path}", *devices,
             "-device", "virtio-rng-pci", "-serial", "file:/dev/null",
             "-monitor", "none", "-no-reboot",
         ]
@@ -393,6 +393,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _ratios(baseline: Record, measured: Record, keys: tuple[str, ...]) -> Record:
+    """``measured[key] / baseline[key]`` for each key both have as a number (not a bool), rounded."""
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return {f"{key.removesuffix('_s')}_ratio": round(measured[key] / baseline[key], 3) for key in keys
+            if number(baseline.get(key)) and number(measured.get(key)) and baseline[key]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vmtest.portable.bench", description=__doc__)
     parser.add_argument("--recipe", action="append", type=Path, required=True, help="recipe to boot (repeatable)")
@@ -408,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the validation suites of this machine list (tests/vm/machines-aarch64.toml)")
     parser.add_argument("--e2e", type=Path, metavar="MACHINES_TOML",
                         help="time the e2e suite (its test_script.py next to this machine list), images warm")
+    parser.add_argument("--e2e-containers", type=Path, metavar="MACHINES_TOML",
+                        help="time the same suite on these container machines too, with the ratios to --e2e's VMs")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: every machine's finally block runs, no QEMU outlives the bench.
@@ -453,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         machines = args.e2e
         section("e2e", lambda: bench_e2e(machines.parent / "test_script.py", machines, log))
         section("e2e_checkpoint", lambda: bench_e2e_checkpoint(machines.parent / "test_script.py", machines, log))
+    if args.e2e_containers:
+        containers = args.e2e_containers
+        section("e2e_containers", lambda: bench_e2e(containers.parent / "test_script.py", containers, log))
+        section("e2e_container_vs_vm", lambda: _ratios(results.get("e2e", {}), results["e2e_containers"],
+                                                       ("wall_s", "stack_healthy_after_s")))
     log(f"results written to {args.output}" + (f"; failed: {', '.join(failures)}" if failures else ""))
     return 1 if failures else 0
 

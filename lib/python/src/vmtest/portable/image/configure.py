@@ -94,7 +94,6 @@ def install_test_instrumentation(root: Path, recipe: Recipe) -> None:
     serial = SERIAL_DEVICE[recipe.arch]
     _write(root, "/usr/local/lib/vmtest/backdoor", _guest_file("backdoor.sh").replace("@SERIAL@", serial), 0o755)
     _write(root, "/etc/systemd/system/backdoor.service", _guest_file("backdoor.service").replace("@SERIAL@", serial))
-    _write(root, "/etc/udev/rules.d/60-vmtest-backdoor.rules", _guest_file("backdoor.rules"))
     _write(root, "/usr/local/lib/vmtest/network", _guest_file("network.sh"), 0o755)
     _write(root, "/etc/systemd/system/vmtest-network.service", _guest_file("network.service"))
     _write(

@@ -19,6 +19,8 @@ MARKER = b"Spawning backdoor root shell..."
 # The backdoor's QEMU devices for a chardev ``shell``: a virtio serial port, which QEMU throttles when
 # the host reads slowly, where upstream's virtconsole (/dev/hvc0) drops the bytes (guest/backdoor.sh).
 BACKDOOR_DEVICES = ("-device", "virtio-serial", "-device", "virtserialport,chardev=shell,name=org.vmtest.backdoor")
+# What the NixOS driver gives the same chardev (its QemuStartCommand): the images answer on either.
+UPSTREAM_BACKDOOR_DEVICES = ("-device", "virtio-serial", "-device", "virtconsole,chardev=shell")
 STATUS_REQUEST = b"echo ${PIPESTATUS[0]}\n"
 
 
