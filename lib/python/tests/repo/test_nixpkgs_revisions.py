@@ -236,16 +236,22 @@ def test_the_e2e_testscript_passes_the_type_check_with_server_and_client_as_cont
     assert _typecheck(revision, {"e2e_containers": script}, tmp_path) == {"e2e_containers": ""}
 
 
+def _planted(tmp_path: Path, relative: str, original: str, replacement: str) -> Path:
+    """A copy of this repository's Nix side with ``original`` replaced in ``relative`` (which must have it)."""
+    copy = _library_copy(tmp_path / "vmtest")
+    path = copy / relative
+    text = path.read_text()
+    assert original in text, (relative, original)
+    path.write_text(text.replace(original, replacement))
+    return copy
+
+
 def test_a_library_that_declares_containers_without_asking_fails_under_the_revision_without_them(
         tmp_path: Path) -> None:
     """web-stack-e2e.nix defining `containers` itself, as if every nixpkgs had them: the e2e container
     variant then fails under nixos-25.11 with the stub's refusal instead of the library's message."""
-    copy = _library_copy(tmp_path / "vmtest")
-    builder = copy / "lib/nix/web-stack-e2e.nix"
-    text = builder.read_text()
-    chooses = "else { imports = [ asContainers ]; };"
-    assert chooses in text
-    builder.write_text(text.replace(chooses, "else { containers = { inherit server client; }; };"))
+    copy = _planted(tmp_path, "lib/nix/web-stack-e2e.nix", "else { imports = [ asContainers ]; };",
+                    "else { containers = { inherit server client; }; };")
     call = (f'(let vmtest = import {NIX / "flake-outputs.nix"} {{ flake = {copy}; revision = "nixos-25.11"; }}; '
             f'in ({_web(more=AS_CONTAINERS)}).driver.testScript)')
     with pytest.raises(EvaluationError, match=re.escape("the test option `containers' does not exist")):
@@ -255,12 +261,8 @@ def test_a_library_that_declares_containers_without_asking_fails_under_the_revis
 def test_a_flake_that_adds_the_container_check_unasked_fails_under_the_pin(tmp_path: Path) -> None:
     """flake.nix adding e2e-containers on x86_64-linux without asking the test framework: its
     checks no longer evaluate under nixos-25.11 (`nix flake check` would fail there)."""
-    copy = _library_copy(tmp_path / "vmtest")
-    flake = copy / "flake.nix"
-    text = flake.read_text()
-    asks = '(system == "x86_64-linux" && declaresContainers)'
-    assert asks in text
-    flake.write_text(text.replace(asks, '(system == "x86_64-linux")'))
+    copy = _planted(tmp_path, "flake.nix", '(system == "x86_64-linux" && declaresContainers)',
+                    '(system == "x86_64-linux")')
     script = "outputs.checks.x86_64-linux.e2e-containers.driver.testScript"
     with pytest.raises(EvaluationError, match=re.escape("needs the test option `containers`")):
         evaluate(copy, script, revision="nixos-25.11")
@@ -304,12 +306,9 @@ def test_a_misspelt_option_or_a_wrong_type_fails_under_every_revision(revision: 
 def test_a_library_that_guesses_the_option_fails_under_the_revision_without_it(tmp_path: Path) -> None:
     """vm-validation.nix setting qemu.forceAccel itself, as if every nixpkgs had it: this flake's own
     checks no longer evaluate under nixos-25.11 (they still do where the option exists)."""
-    copy = _library_copy(tmp_path / "vmtest")
-    builder = copy / "lib/nix/vm-validation.nix"
-    text = builder.read_text()
-    chooses = "imports = lib.optional (args.forceAccel or false) (forceAccel function);"
-    assert chooses in text
-    builder.write_text(text.replace(chooses, "qemu.forceAccel = true;"))
+    copy = _planted(tmp_path, "lib/nix/vm-validation.nix",
+                    "imports = lib.optional (args.forceAccel or false) (forceAccel function);",
+                    "qemu.forceAccel = true;")
     script = "outputs.checks.x86_64-linux.vm-boot.driver.testScript"
     with pytest.raises(EvaluationError, match=re.escape("the test option `qemu.forceAccel' does not exist")):
         evaluate(copy, script, revision="nixos-25.11")
