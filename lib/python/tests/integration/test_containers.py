@@ -77,6 +77,8 @@ def test_a_container_runs_commands_as_the_vm_backdoor_does(make_driver: Callable
     assert first < 30
     # What a script can tell: status, stdout only (stderr goes to the console), environment, directory.
     assert box.execute("echo out; echo err >&2; exit 3") == (3, "out\n")
+    # No getty hangs up the console the commands' stderr goes to (that failed `echo err >&2` with EIO).
+    assert box.execute("systemctl is-enabled console-getty.service") == (1, "masked\n")
     assert box.succeed("echo $HOME $USER; pwd; hostname") == "/root root\n/tmp\nbox\n"
     assert box.execute("false; echo not reached") == (1, "")  # set -e, as the backdoor's bash -c
     assert box.execute("false | true") == (1, "")  # pipefail

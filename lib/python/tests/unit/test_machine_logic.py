@@ -6,6 +6,7 @@ The same behaviour on real VMs: tests/integration/test_conformance.py.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,32 @@ def test_guest_results_are_redacted_on_the_display_and_logged_without_one(tmp_pa
     logged.log = lines.append  # type: ignore[method-assign]
     logged.show_progress(GuestResult("box", "test_login", "failed", 2.0, "AssertionError: hunter2 != x"))
     assert lines == ["FAIL test_login (2.00 s): AssertionError: <redacted> != x"]
+
+
+def test_a_panic_the_console_reader_has_not_logged_yet_is_still_retried(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in a full run (2026-12-07): QEMU exited after the guest's panic, the shell closed, and the
+    # panic line reached the console log only after the retry rule had looked: no retry.
+    box = machine(tmp_path, boot_panic_retries=1)
+    box.process = subprocess.Popen(["true"])
+    box.process.wait()
+    panic = "[    2.871409] Kernel panic - not syncing: Fatal exception in interrupt"
+    attempts: list[int] = []
+
+    def wait_for_marker() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            def late_reader() -> None:
+                time.sleep(0.3)
+                box.full_console_log.append(panic)
+
+            box.serial_thread = threading.Thread(target=late_reader)
+            box.serial_thread.start()
+            raise MachineError("box: the VM's shell closed while waiting for the backdoor shell")
+        box.started_at = time.monotonic()
+
+    monkeypatch.setattr(box, "_wait_for_marker", wait_for_marker)
+    monkeypatch.setattr(box, "wait_for_shutdown", lambda timeout=None: None)
+    box.connect()
+    assert len(attempts) == 2 and box.boot_panics == [panic]
+

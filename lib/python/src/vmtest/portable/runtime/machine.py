@@ -280,12 +280,9 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
         return answer.decode(errors="replace")
 
     def connect(self) -> None:
-        """Wait for the backdoor marker on the shell (boots the machine first if needed).
-
-        A guest kernel panic before the backdoor answers is retried ``boot_panic_retries``
-        times (the driver allows one under TCG, whose emulation rarely crashes a boot),
-        each one logged and kept in ``boot_panics``; then MachineError is raised.
-        """
+        """Wait for the backdoor marker on the shell (boots the machine first if needed). A guest kernel
+        panic before it answers is retried ``boot_panic_retries`` times (one under TCG, issue 29), each
+        logged and kept in ``boot_panics``; then MachineError is raised."""
         if self.connected:
             return
         with self.nested("waiting for the VM to finish booting"):
@@ -295,6 +292,9 @@ class QemuMachine(ConsoleMachine, SavedStateMachine, X11Machine):
                     self._wait_for_marker()
                     break
                 except MachineError:
+                    # QEMU gone: its last console lines (the panic) may still be in the reader's hands.
+                    if self.process is not None and self.process.poll() is not None and self.serial_thread:
+                        self.serial_thread.join(timeout=5)
                     panic = [line for line in self.full_console_log[first_line:] if "Kernel panic" in line]
                     if not panic or len(self.boot_panics) >= self.boot_panic_retries:
                         raise

@@ -22,9 +22,11 @@ PRELUDE = (
     "export PAGER=; cd /tmp; exec 2>/dev/console; "
 )
 NSPAWN_RUN = "/run/systemd/nspawn"
-# Units of the image that are for a VM: the backdoor on its virtio port (execute needs none) and the
-# addresses from the kernel command line (the host sets them); masked by binding /dev/null.
-VM_ONLY_UNITS = ("backdoor.service", "vmtest-network.service")
+# Units masked in a container (/dev/null bound over them): the backdoor on its virtio port (execute
+# needs none) and the addresses from the kernel command line (the host sets them), which are a VM's;
+# and the getty systemd starts on a container's /dev/console, whose hangup made the commands' stderr
+# (the console, as a VM's serial console) fail with EIO: `echo err >&2` exited 1 under set -e.
+MASKED_UNITS = ("backdoor.service", "vmtest-network.service", "console-getty.service")
 # Mounts in the container's private mount namespace, before nspawn starts: $1 the image, $2 the state dir.
 # nspawn's own files (/run/systemd/nspawn: propagation directories, image locks) go to a tmpfs there
 # too: where /run is no tmpfs (this kind of host), a SIGKILLed nspawn would leave them on the disk.
@@ -58,7 +60,7 @@ def nspawn_argv(name: str, machine_name: str, state_dir: Path, shared_dir: Path,
         "--link-journal=no",
         f"--network-namespace-path={netns}" if netns else "--private-network",
         f"--bind={shared_dir}:/tmp/shared",
-        *(f"--bind-ro=/dev/null:/etc/systemd/system/{unit}" for unit in VM_ONLY_UNITS),
+        *(f"--bind-ro=/dev/null:/etc/systemd/system/{unit}" for unit in MASKED_UNITS),
         *(f"--bind-ro={source}:{target}" for target, source in sorted(files.items())),
         "--boot", f"systemd.hostname={name}",
     ]

@@ -143,7 +143,8 @@ let
   server = (import ../module-eval.nix {
     module = "${toString repo}/lib/nix/modules/e2e-server.nix";
     optionPath = [ "vmtest" "e2e" "server" ];
-    settings = e2eTest.nodes.server.vmtest.e2e.server;
+    # The machines are one of the test module's imports (webStackE2e's nodeKind picks nodes or containers).
+    settings = (builtins.head (builtins.filter (m: m ? nodes) e2eTest.imports)).nodes.server.vmtest.e2e.server;
     inherit lib;
     pkgs = pkgs // e2e;
   }).config;
