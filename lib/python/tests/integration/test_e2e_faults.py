@@ -53,7 +53,7 @@ def failures(junit: Path) -> dict[str, str]:
     found = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         # @playwright/test's JUnit reporter writes a thrown Error as <error>, pytest's as <failure>.
-        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
+        failure = next((element for element in case if element.tag in ("failure", "error")), None)
         if failure is not None:
             found[case.get("name", "")] = f"{failure.get('message', '')}\n{failure.text or ''}"
     return found

@@ -10,11 +10,40 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from vmtest.errors import MachineError, RequestedAssertionFailed
 from vmtest.portable.runtime.base_machine import BaseMachine
 from vmtest.waiting import Deadline, Timeout, timed_out
+
+
+def follow_console(stream: IO[bytes], log_path: Path, redact: Callable[[str], str], keep: Callable[[str], None],
+                   failed: Callable[[OSError], None]) -> None:
+    """Read a machine's console output (QEMU's or systemd-nspawn's stdout) to its end, line by line: each
+    line to ``keep``, and redacted to ``log_path``. A log that cannot be opened or written goes to
+    ``failed`` once and the reading goes on: the writer blocks once the pipe is full."""
+    log: IO[str] | None = None
+    try:
+        log = log_path.open("a", encoding="utf-8", errors="replace")
+    except OSError as error:
+        failed(error)
+    try:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
+            keep(line)
+            if log is not None:
+                try:
+                    log.write(redact(line) + "\n")
+                    log.flush()
+                except OSError as error:
+                    failed(error)
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
+    finally:
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
 
 
 class ConsoleMachine(BaseMachine):
@@ -28,36 +57,14 @@ class ConsoleMachine(BaseMachine):
     serial_write_error: str | None
 
     def _read_serial(self) -> None:
-        # This thread must keep draining QEMU's output whatever happens to the log file: QEMU
-        # blocks once the pipe is full. A failed write (a full disk) is reported once.
         assert self.process is not None and self.process.stdout is not None
-        log = self._open_console_log()
-        try:
-            for raw in iter(self.process.stdout.readline, b""):
-                line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
-                self.full_console_log.append(line)
-                self.last_lines.put(line)
-                if log is not None:
-                    try:
-                        log.write(self.redact(line) + "\n")
-                        log.flush()
-                    except OSError as error:
-                        self._serial_log_failed(error)
-                        with contextlib.suppress(OSError):
-                            log.close()
-                        log = None
-                self.log_serial(line)
-        finally:
-            if log is not None:
-                with contextlib.suppress(OSError):
-                    log.close()
+        follow_console(self.process.stdout, self.console_log_path, self.redact, self._keep_line,
+                       self._serial_log_failed)
 
-    def _open_console_log(self) -> Any:
-        try:
-            return self.console_log_path.open("a", encoding="utf-8", errors="replace")
-        except OSError as error:
-            self._serial_log_failed(error)
-            return None
+    def _keep_line(self, line: str) -> None:
+        self.full_console_log.append(line)
+        self.last_lines.put(line)
+        self.log_serial(line)
 
     def _serial_log_failed(self, error: OSError) -> None:
         self.serial_write_error = f"{self.console_log_path}: {error.strerror or error}"

@@ -36,8 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from vmtest.artifacts import SERIAL_LOGS
 from vmtest.errors import MachineError
 from vmtest.machine_api import UnsupportedOnMachine, describe
+from vmtest.portable.runtime.console import follow_console
 from vmtest.portable.runtime.container_net import LOCALHOST, NetworkNamespace, hosts_file, write_file
 from vmtest.portable.runtime.driver_log import AbstractLogger
 from vmtest.portable.runtime.nspawn_command import (
@@ -122,7 +124,7 @@ class NspawnMachine(X11Machine):
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.shared_dir = self.tmp_dir / "shared-xchg"
         self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.console_log_path = self.out_dir / "serial" / f"{self.name}.log"
+        self.console_log_path = self.out_dir / SERIAL_LOGS / f"{self.name}.log"
         # Unique on this host: nspawn keeps per-machine paths under /run/systemd/nspawn.
         self.machine_name = machine_name(self.name, self.tmp_dir)
         self.files = self._write_guest_files(hosts)
@@ -228,20 +230,13 @@ class NspawnMachine(X11Machine):
         # The container's console (nspawn's output) is the machine's serial console: to the log and
         # to serial/<name>.log, as a VM's is. The reading never stops while nspawn writes.
         assert self.process is not None and self.process.stdout is not None
-        with contextlib.ExitStack() as stack:
-            log: Any = None
-            with contextlib.suppress(OSError):
-                log = stack.enter_context(self.console_log_path.open("a", encoding="utf-8", errors="replace"))
-            for raw in iter(self.process.stdout.readline, b""):
-                line = raw.decode(errors="replace").replace("\r", "").rstrip("\n")
-                self.console_tail_lines = [*self.console_tail_lines[-19:], line]
-                if log is not None:
-                    try:
-                        log.write(self.redact(line) + "\n")
-                        log.flush()
-                    except OSError:
-                        log = None
-                self.log_serial(line)
+        follow_console(self.process.stdout, self.console_log_path, self.redact, self._keep_line,
+                       lambda error: self.log(f"WARNING: cannot write the console log {self.console_log_path}: "
+                                              f"{error.strerror or error}"))
+
+    def _keep_line(self, line: str) -> None:
+        self.console_tail_lines = [*self.console_tail_lines[-19:], line]
+        self.log_serial(line)
 
     def console_tail(self, lines: int = 10) -> str:
         return "\n".join(self.console_tail_lines[-lines:])
